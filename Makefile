@@ -1,0 +1,26 @@
+# Two commands do everything on a fresh machine (Python >= 3.10 with venv):
+#   make demo   -- install, then run the default small drift meta-training (runs/)
+#   make test   -- install, then run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint benchmark
+
+$(BIN)/discover: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev,brax]"
+	touch $(BIN)/discover
+
+install: $(BIN)/discover
+
+demo: install
+	$(BIN)/discover demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -ra
+
+benchmark: install
+	$(BIN)/python benchmarks/ppo_throughput.py

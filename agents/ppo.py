@@ -1,0 +1,320 @@
+"""PPO written as Mirror Learning: the drift function is an argument.
+
+Each update maximises ``E[r A] - E[D(r, A)]`` over minibatches (Kuba et al., 2022;
+Lu et al., 2022), with ``A`` normalised per minibatch before the drift sees it, plus
+the usual clipped value loss and entropy bonus. With ``D = ppo_clip_drift`` this is
+PPO (Schulman et al., 2017). ``make_train`` closes over everything that fixes a shape
+or a loop length; ``train(key, drift_params, hparams, env_params)`` takes everything
+one may vmap over (seeds, drift params, hyperparameters, environment physics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from agents.networks import ActorCritic
+from agents.rollout import Transition, gae
+from envs import wrappers
+
+Metrics = dict[str, jax.Array]
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Static PPO configuration; defaults are REFERENCE.md's CartPole baseline.
+
+    Fields that fix shapes or loop lengths are static; the float hyperparameters are
+    also copied into :class:`PPOHyperparams` by :meth:`hyperparams` so they can be
+    traced and vmapped over.
+    """
+
+    num_envs: int = 4
+    num_steps: int = 128
+    total_timesteps: int = 500_000
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    lr: float = 2.5e-4
+    anneal_lr: bool = True
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    adam_eps: float = 1e-5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    vf_clip: float = 0.2
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = True
+    network: Literal["mlp", "cnn"] = "mlp"
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: Literal["tanh", "relu"] = "tanh"
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+
+    def __post_init__(self) -> None:
+        positive_ints = ("num_envs", "num_steps", "update_epochs", "num_minibatches")
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.total_timesteps < self.steps_per_update:
+            raise ValueError(
+                f"total_timesteps={self.total_timesteps} is less than one update "
+                f"(num_envs * num_steps = {self.steps_per_update})"
+            )
+        if self.steps_per_update % self.num_minibatches:
+            raise ValueError(
+                f"num_minibatches={self.num_minibatches} must divide num_envs * num_steps "
+                f"= {self.steps_per_update}"
+            )
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.steps_per_update
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.steps_per_update // self.num_minibatches
+
+    def hyperparams(self) -> PPOHyperparams:
+        return PPOHyperparams(
+            lr=jnp.float32(self.lr),
+            adam_b1=jnp.float32(self.adam_b1),
+            adam_b2=jnp.float32(self.adam_b2),
+            gamma=jnp.float32(self.gamma),
+            gae_lambda=jnp.float32(self.gae_lambda),
+            ent_coef=jnp.float32(self.ent_coef),
+            vf_coef=jnp.float32(self.vf_coef),
+            vf_clip=jnp.float32(self.vf_clip),
+            max_grad_norm=jnp.float32(self.max_grad_norm),
+        )
+
+
+@struct.dataclass
+class PPOHyperparams:
+    """PPO's traced hyperparameters (scalars; vmap over them to sweep in one program)."""
+
+    lr: jax.Array
+    adam_b1: jax.Array
+    adam_b2: jax.Array
+    gamma: jax.Array
+    gae_lambda: jax.Array
+    ent_coef: jax.Array
+    vf_coef: jax.Array
+    vf_clip: jax.Array
+    max_grad_norm: jax.Array
+
+
+@struct.dataclass
+class PPOState:
+    """Everything a PPO agent carries between updates."""
+
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    update_idx: jax.Array
+
+
+def wrap_env(config: PPOConfig, env: Any, env_params: Any, gamma: float) -> tuple[Any, bool, int]:
+    """Apply PPO's wrapper stack; returns ``(vec_env, discrete, action_dim)``."""
+    action_space = env.action_space(env_params)
+    discrete = hasattr(action_space, "n")
+    if config.network == "mlp":
+        env = wrappers.FlattenObservation(env)
+    env = wrappers.EpisodeStatistics(env)
+    if not discrete:
+        env = wrappers.ClipAction(env, low=action_space.low, high=action_space.high)
+    env = wrappers.VecEnv(env, config.num_envs)
+    if config.normalize_obs:
+        env = wrappers.NormalizeVecObservation(env)
+    if config.normalize_reward:
+        env = wrappers.NormalizeVecReward(env, gamma)
+    action_dim = int(action_space.n) if discrete else int(action_space.shape[0])
+    return env, discrete, action_dim
+
+
+def make_network(config: PPOConfig, discrete: bool, action_dim: int) -> ActorCritic:
+    return ActorCritic(
+        action_dim=action_dim,
+        discrete=discrete,
+        hidden_sizes=tuple(config.hidden_sizes),
+        activation=config.activation,
+        conv=config.network == "cnn",
+    )
+
+
+def make_train(
+    config: PPOConfig, env: Any, env_params: Any, drift: Callable[..., jax.Array]
+) -> Callable[..., tuple[PPOState, Metrics]]:
+    """Build ``train(key, drift_params, hparams=None, env_params=None) -> (state, metrics)``.
+
+    ``drift(params, ratio, advantage, progress) -> drift`` is any valid drift
+    (``discovery.drift``). ``metrics`` are per update, each of shape ``[num_updates]``:
+    ``episode_return`` / ``episode_length`` (mean over episodes that ended during the
+    update's rollout, NaN if none did), ``episodes``, ``actor_loss``, ``value_loss``,
+    ``entropy``, ``drift``, ``approx_kl``. Jittable and vmappable over every argument.
+    """
+    vec_env, discrete, action_dim = wrap_env(config, env, env_params, config.gamma)
+    network = make_network(config, discrete, action_dim)
+    default_env_params = env_params
+    num_updates = config.num_updates
+    grad_steps_per_update = config.update_epochs * config.num_minibatches
+
+    def make_optimizer(hp: PPOHyperparams) -> optax.GradientTransformation:
+        def learning_rate(count: jax.Array) -> jax.Array:
+            if not config.anneal_lr:
+                return hp.lr
+            done = (count // grad_steps_per_update).astype(jnp.float32)
+            return hp.lr * (1.0 - done / num_updates)
+
+        return optax.chain(
+            optax.clip_by_global_norm(hp.max_grad_norm),
+            optax.adam(learning_rate, b1=hp.adam_b1, b2=hp.adam_b2, eps=config.adam_eps),
+        )
+
+    def train(
+        key: jax.Array,
+        drift_params: Any,
+        hparams: PPOHyperparams | None = None,
+        env_params: Any = None,
+    ) -> tuple[PPOState, Metrics]:
+        hp = config.hyperparams() if hparams is None else hparams
+        env_params = default_env_params if env_params is None else env_params
+        optimizer = make_optimizer(hp)
+
+        key, key_reset, key_init = jax.random.split(key, 3)
+        obs, env_state = vec_env.reset(key_reset, env_params)
+        params = network.init(key_init, obs)
+        state = PPOState(
+            params=params,
+            opt_state=optimizer.init(params),
+            env_state=env_state,
+            obs=obs,
+            update_idx=jnp.int32(0),
+        )
+
+        def rollout(state: PPOState, key: jax.Array) -> tuple[PPOState, Transition, Any]:
+            def env_step(carry, step_key):
+                env_state, obs = carry
+                key_act, key_env = jax.random.split(step_key)
+                policy, value = network.apply(state.params, obs)
+                action = policy.sample(key_act)
+                next_obs, env_state, reward, terminated, truncated, info = vec_env.step(
+                    key_env, env_state, action, env_params
+                )
+                transition = Transition(
+                    obs=obs,
+                    action=action,
+                    log_prob=policy.log_prob(action),
+                    value=value,
+                    reward=reward,
+                    terminated=terminated,
+                    truncated=truncated,
+                    next_obs=info["final_observation"],
+                )
+                episode_info = (
+                    info["returned_episode"],
+                    info["returned_episode_returns"],
+                    info["returned_episode_lengths"],
+                )
+                return (env_state, next_obs), (transition, episode_info)
+
+            keys = jax.random.split(key, config.num_steps)
+            (env_state, obs), (traj, episode_info) = jax.lax.scan(
+                env_step, (state.env_state, state.obs), keys
+            )
+            return state.replace(env_state=env_state, obs=obs), traj, episode_info
+
+        def loss_fn(params, batch, drift_params, progress):
+            traj, advantage, target = batch
+            policy, value = network.apply(params, traj.obs)
+            log_prob = policy.log_prob(traj.action)
+            ratio = jnp.exp(log_prob - traj.log_prob)
+            if config.normalize_advantage:
+                advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+            drift_value = drift(drift_params, ratio, advantage, progress)
+            actor_loss = -jnp.mean(ratio * advantage - drift_value)
+            value_clipped = traj.value + jnp.clip(value - traj.value, -hp.vf_clip, hp.vf_clip)
+            value_loss = 0.5 * jnp.mean(
+                jnp.maximum((value - target) ** 2, (value_clipped - target) ** 2)
+            )
+            entropy = jnp.mean(policy.entropy())
+            total = actor_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
+            aux = {
+                "actor_loss": actor_loss,
+                "value_loss": value_loss,
+                "entropy": entropy,
+                "drift": jnp.mean(drift_value),
+                "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
+            }
+            return total, aux
+
+        grad_fn = jax.grad(loss_fn, has_aux=True)
+
+        def update(state: PPOState, key: jax.Array) -> tuple[PPOState, Metrics]:
+            key_rollout, key_epochs = jax.random.split(key)
+            progress = state.update_idx.astype(jnp.float32) / num_updates
+            state, traj, (ended, ep_returns, ep_lengths) = rollout(state, key_rollout)
+            _, next_value = network.apply(state.params, traj.next_obs)
+            advantage, target = gae(
+                traj.reward,
+                traj.value,
+                next_value,
+                traj.terminated,
+                traj.truncated,
+                hp.gamma,
+                hp.gae_lambda,
+            )
+            batch = (traj, advantage, target)
+            batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+
+            def minibatch_step(carry, minibatch):
+                params, opt_state = carry
+                grads, aux = grad_fn(params, minibatch, drift_params, progress)
+                updates, opt_state = optimizer.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), aux
+
+            def epoch(carry, epoch_key):
+                permutation = jax.random.permutation(epoch_key, config.steps_per_update)
+                minibatches = jax.tree.map(
+                    lambda x: x[permutation].reshape(
+                        (config.num_minibatches, config.minibatch_size) + x.shape[1:]
+                    ),
+                    batch,
+                )
+                return jax.lax.scan(minibatch_step, carry, minibatches)
+
+            epoch_keys = jax.random.split(key_epochs, config.update_epochs)
+            (params, opt_state), aux = jax.lax.scan(
+                epoch, (state.params, state.opt_state), epoch_keys
+            )
+            episodes = ended.sum()
+            safe = jnp.maximum(episodes, 1)
+            metrics = {k: v.mean() for k, v in aux.items()}
+            metrics["episodes"] = episodes
+            metrics["episode_return"] = jnp.where(
+                episodes > 0, jnp.sum(ep_returns * ended) / safe, jnp.nan
+            )
+            metrics["episode_length"] = jnp.where(
+                episodes > 0, jnp.sum(ep_lengths * ended) / safe, jnp.nan
+            )
+            state = state.replace(
+                params=params, opt_state=opt_state, update_idx=state.update_idx + 1
+            )
+            return state, metrics
+
+        update_keys = jax.random.split(key, num_updates)
+        return jax.lax.scan(update, state, update_keys)
+
+    return train

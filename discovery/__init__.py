@@ -1,0 +1,54 @@
+"""Discovery: discover reinforcement-learning algorithms in pure JAX.
+
+The public API is re-exported lazily (PEP 562), so importing one component never pulls
+in the CLI, plotting or the meta-optimisers::
+
+    from discovery import make_drift, PPOConfig, make_train, meta_train
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from envs.xla_flags import configure_xla_flags
+
+configure_xla_flags()
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "make_env": ("envs.registry", "make"),
+    "list_envs": ("envs.registry", "list_envs"),
+    "Drift": ("discovery.drift", "Drift"),
+    "make_drift": ("discovery.drift", "make_drift"),
+    "list_drifts": ("discovery.drift", "list_drifts"),
+    "PPOConfig": ("agents.ppo", "PPOConfig"),
+    "PPOHyperparams": ("agents.ppo", "PPOHyperparams"),
+    "make_train": ("agents.ppo", "make_train"),
+    "DriftTaskConfig": ("discovery.tasks", "DriftTaskConfig"),
+    "make_drift_task": ("discovery.tasks", "make_drift_task"),
+    "ESConfig": ("meta.es", "ESConfig"),
+    "make_es": ("meta.es", "make_es"),
+    "MetaTrainConfig": ("meta.loop", "MetaTrainConfig"),
+    "meta_train": ("meta.loop", "meta_train"),
+    "TrainConfig": ("discovery.train", "TrainConfig"),
+    "train_seeds": ("discovery.train", "train_seeds"),
+    "load_config": ("discovery.config", "load_config"),
+    "ConfigError": ("discovery.config", "ConfigError"),
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'discovery' has no attribute {name!r}")
+    module_name, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,98 @@
+"""Figures written into run directories: learning curves, fitness curves, drifts.
+
+Matplotlib with the non-interactive Agg backend, imported lazily so that importing
+Discovery never needs a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curve(
+    env_steps: np.ndarray, returns: np.ndarray, path: Path, title: str = ""
+) -> Path:
+    """Mean episode return over seeds with a min-max band; ``returns`` is ``[S, U]``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    mean = np.nanmean(returns, axis=0)
+    ax.plot(env_steps, mean, label=f"mean of {returns.shape[0]} seeds")
+    ax.fill_between(
+        env_steps, np.nanmin(returns, axis=0), np.nanmax(returns, axis=0), alpha=0.25,
+        label="min-max over seeds",
+    )
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_fitness(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path:
+    """Population fitness (mean, min-max band, max) over generations."""
+    plt = _pyplot()
+    generations = [r["generation"] for r in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    mean = np.array([r["fitness_mean"] for r in history], dtype=float)
+    ax.plot(generations, mean, label="population mean")
+    ax.fill_between(
+        generations,
+        [r["fitness_min"] for r in history],
+        [r["fitness_max"] for r in history],
+        alpha=0.25,
+        label="min-max",
+    )
+    ax.plot(generations, [r["fitness_max"] for r in history], lw=0.8, label="population max")
+    ax.axhline(1.0, color="k", ls="--", lw=0.8, label="PPO-clip (normalised)")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("normalised fitness")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_drifts(
+    drifts: Mapping[str, Any], path: Path, progress: float = 0.0, title: str = ""
+) -> Path:
+    """Heatmaps of drift functions over ``(r, A)``, side by side (Lu et al., 2022, Fig. 3).
+
+    ``drifts`` maps a label to a callable ``(ratio, advantage, progress) -> drift``.
+    """
+    plt = _pyplot()
+    ratio = np.linspace(0.0, 2.0, 201)[1:]
+    advantage = np.linspace(-2.0, 2.0, 201)
+    grid_r, grid_a = np.meshgrid(ratio, advantage, indexing="xy")
+    values = {label: np.asarray(fn(grid_r, grid_a, progress)) for label, fn in drifts.items()}
+    vmax = max(float(np.percentile(v, 99)) for v in values.values()) or 1.0
+    fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 3.6), squeeze=False)
+    for ax, (label, value) in zip(axes[0], values.items()):
+        image = ax.pcolormesh(grid_r, grid_a, value, vmin=0.0, vmax=vmax, shading="auto")
+        ax.axvline(1.0, color="w", lw=0.5)
+        ax.set_title(label)
+        ax.set_xlabel("ratio r")
+        ax.set_ylabel("advantage A")
+    fig.colorbar(image, ax=axes[0].tolist(), label="drift D(r, A)")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,337 @@
+"""Evolution strategies over evosax, behind Discovery's outer-loop protocol.
+
+``make_es(config, example_params)`` returns an :class:`EvolutionStrategy` whose pure,
+jittable ``init`` / ``ask`` / ``tell`` work on any pytree of float arrays (e.g. flax
+params). Discovery **maximises** fitness (returns); evosax minimises, so ``tell``
+negates fitness in exactly one place, just before handing it to evosax.
+
+Strategies:
+    - ``open_es``: OpenAI-ES (Salimans et al., 2017, "Evolution Strategies as a Scalable
+      Alternative to Reinforcement Learning"), antithetic sampling, Adam on the
+      search-gradient estimate, sigma and learning rate decayed to a floor (the LPO
+      meta-training setting, Lu et al., 2022).
+    - ``snes``: separable NES (Schaul et al., 2011, "High Dimensions and Heavy Tails for
+      Natural Evolution Strategies"), per-dimension step sizes, rank utilities.
+    - ``cma_es``: CMA-ES (Hansen, 2016, "The CMA Evolution Strategy: A Tutorial").
+    - ``pgpe``: PGPE (Sehnke et al., 2010, "Parameter-exploring policy gradients"),
+      symmetric sampling, adaptive per-dimension std, Adam on the mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from evosax.algorithms import CMA_ES, PGPE, SNES, Open_ES
+from evosax.core.fitness_shaping import (
+    centered_rank_fitness_shaping_fn,
+    identity_fitness_shaping_fn,
+    standardize_fitness_shaping_fn,
+)
+from flax import struct
+
+PyTree = Any
+
+STRATEGIES = ("open_es", "snes", "cma_es", "pgpe")
+FITNESS_SHAPINGS = ("centered_rank", "z_score", "raw")
+# Strategies whose evosax implementation samples mirrored pairs (+eps, -eps).
+_PAIRED_STRATEGIES = ("open_es", "pgpe")
+
+# None of the four strategies draws randomness in `tell`; evosax's signature wants a key.
+_UNUSED_TELL_KEY_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ESConfig:
+    """Static configuration of an evolution strategy (frozen, hashable).
+
+    Defaults are the LPO MinAtar re-implementation setting (REFERENCE.md): OpenAI-ES,
+    population 64, sigma 0.03 x0.99 per generation floored at 0.01, Adam lr 0.03 x0.99
+    floored at 0.001, centred ranks, antithetic pairs.
+
+    Which fields each strategy uses:
+        - ``sigma_init``: every strategy's initial step size. ``sigma_decay`` and
+          ``sigma_limit`` only drive ``open_es``, whose sigma follows the schedule
+          ``max(sigma_init * sigma_decay**t, sigma_limit)``; snes, cma_es and pgpe
+          adapt their step sizes themselves.
+        - ``lr_*``: Adam on the mean for ``open_es`` and ``pgpe`` with learning rate
+          ``max(lr_init * lr_decay**t, lr_limit)``. snes takes the natural-gradient
+          step with unit rate (Schaul et al., 2011) and cma_es its weighted
+          recombination (Hansen, 2016, eq. 42); neither uses an lr.
+        - ``fitness_shaping``: ``open_es`` and ``pgpe``. snes and cma_es always use
+          their own rank-based weights, which any of the (monotone) shapings leaves
+          unchanged.
+        - ``antithetic``: ``open_es`` only. pgpe always samples symmetric pairs
+          (Sehnke et al., 2010); snes and cma_es never do.
+    ``open_es`` and ``pgpe`` need an even ``population_size`` (evosax asserts it).
+    """
+
+    strategy: str = "open_es"
+    population_size: int = 64
+    sigma_init: float = 0.03
+    sigma_decay: float = 0.99
+    sigma_limit: float = 0.01
+    lr_init: float = 0.03
+    lr_decay: float = 0.99
+    lr_limit: float = 0.001
+    fitness_shaping: str = "centered_rank"
+    antithetic: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(field: str, allowed: str) -> ValueError:
+            value = getattr(self, field)
+            return ValueError(f"ESConfig.{field}={value!r} is invalid; allowed: {allowed}")
+
+        if self.strategy not in STRATEGIES:
+            raise bad("strategy", ", ".join(STRATEGIES))
+        if self.fitness_shaping not in FITNESS_SHAPINGS:
+            raise bad("fitness_shaping", ", ".join(FITNESS_SHAPINGS))
+        if not isinstance(self.antithetic, bool):
+            raise bad("antithetic", "True or False")
+        pop = self.population_size
+        if isinstance(pop, bool) or not isinstance(pop, int) or pop < 2:
+            raise bad("population_size", "an int >= 2")
+        if self.strategy in _PAIRED_STRATEGIES and pop % 2:
+            raise bad(
+                "population_size",
+                f"an even int for strategy {self.strategy!r} (it samples +/- pairs)",
+            )
+        if self.strategy == "pgpe" and not self.antithetic:
+            raise bad("antithetic", "True for strategy 'pgpe' (it always samples pairs)")
+        for name in ("sigma", "lr"):
+            if not getattr(self, f"{name}_init") > 0:
+                raise bad(f"{name}_init", "a float > 0")
+            if not 0 < getattr(self, f"{name}_decay") <= 1:
+                raise bad(f"{name}_decay", "a float in (0, 1]")
+            if not getattr(self, f"{name}_limit") >= 0:
+                raise bad(f"{name}_limit", "a float >= 0")
+
+
+@struct.dataclass
+class ESState:
+    """Search-distribution state: a pytree, serialisable with ``flax.serialization``.
+
+    ``strategy_state`` is the evosax state of the chosen strategy (flat mean, step
+    sizes, optimiser state, generation counter), with every leaf strongly typed so one
+    compiled generation step serves all generations.
+    """
+
+    strategy_state: Any
+
+    @property
+    def generation(self) -> jax.Array:
+        """Number of generations told so far (int32 scalar)."""
+        return self.strategy_state.generation_counter
+
+
+@struct.dataclass
+class ESMetrics:
+    """What ``tell`` reports about one generation; fitness statistics are over finite
+    entries only (NaN when there are none), in Discovery's higher-is-better units.
+    """
+
+    fitness_mean: jax.Array  # [] float
+    fitness_max: jax.Array  # [] float
+    fitness_min: jax.Array  # [] float
+    best_index: jax.Array  # [] int32, member with the highest finite fitness
+    num_nonfinite: jax.Array  # [] int32, NaN / inf entries replaced before shaping
+    sigma: jax.Array  # [] float, step size that generated the told population
+    updated: jax.Array  # [] bool, False when the state was left unchanged
+
+
+def exponential_schedule(
+    init: float, decay: float, limit: float
+) -> Callable[[jax.Array], jax.Array]:
+    """Return ``t -> max(init * decay**t, limit)`` as float32: the per-generation sigma
+    and Adam learning-rate schedule of LPO's OpenAI-ES (Lu et al., 2022).
+    """
+
+    def schedule(t: jax.Array) -> jax.Array:
+        t = jnp.asarray(t, jnp.float32)
+        return jnp.maximum(jnp.float32(init) * jnp.float32(decay) ** t, jnp.float32(limit))
+
+    return schedule
+
+
+def _strongly_typed(tree: PyTree) -> PyTree:
+    """Drop weak types (evosax's init leaves Python scalars weak, its tell makes them
+    strong), so the state's avals are the same before and after every ``tell``.
+    """
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
+
+
+def _replace_nonfinite(fitness: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Give non-finite entries a value strictly below the worst finite one.
+
+    The replacement is ``worst - max(0.1 * (best - worst), 1e-3 * max(|worst|, 1))``,
+    so NaN / inf members take the worst rank without dominating a z-score.
+    Args: fitness [P], higher is better. Returns (cleaned [P], finite [P] bool,
+    any_finite [] bool); when nothing is finite, ``cleaned`` is all zeros.
+    """
+    finite = jnp.isfinite(fitness)
+    any_finite = jnp.any(finite)
+    worst = jnp.where(any_finite, jnp.min(jnp.where(finite, fitness, jnp.inf)), 0.0)
+    best = jnp.where(any_finite, jnp.max(jnp.where(finite, fitness, -jnp.inf)), 0.0)
+    margin = jnp.maximum(0.1 * (best - worst), 1e-3 * jnp.maximum(jnp.abs(worst), 1.0))
+    cleaned = jnp.where(finite, fitness, worst - margin)
+    return cleaned, finite, any_finite
+
+
+class EvolutionStrategy:
+    """Pure ask / tell over a pytree search distribution; build with :func:`make_es`.
+
+    All methods are pure and jittable; the instance only holds static configuration
+    (the evosax strategy object and its hyperparameters).
+    """
+
+    def __init__(self, config: ESConfig, example_params: PyTree) -> None:
+        leaves = jax.tree.leaves(example_params)
+        if not leaves:
+            raise ValueError("example_params must contain at least one array leaf")
+        for leaf in leaves:
+            dtype = jnp.asarray(leaf).dtype
+            if not jnp.issubdtype(dtype, jnp.floating):
+                raise ValueError(f"example_params leaves must be float arrays, got dtype {dtype}")
+        self.config = config
+        self._treedef = jax.tree.structure(example_params)
+        self._example = jax.tree.map(jnp.asarray, example_params)
+        self._sigma_schedule = exponential_schedule(
+            config.sigma_init, config.sigma_decay, config.sigma_limit
+        )
+        self._lr_schedule = exponential_schedule(config.lr_init, config.lr_decay, config.lr_limit)
+        shaping = {
+            "centered_rank": centered_rank_fitness_shaping_fn,
+            "z_score": standardize_fitness_shaping_fn,
+            "raw": identity_fitness_shaping_fn,
+        }[config.fitness_shaping]
+        pop = config.population_size
+        if config.strategy == "open_es":
+            self._es = Open_ES(
+                pop,
+                self._example,
+                use_antithetic_sampling=config.antithetic,
+                optimizer=optax.adam(self._lr_schedule),
+                std_schedule=self._sigma_schedule,
+                fitness_shaping_fn=shaping,
+            )
+            self._params = self._es.default_params
+        elif config.strategy == "pgpe":
+            self._es = PGPE(
+                pop,
+                self._example,
+                optimizer=optax.adam(self._lr_schedule),
+                fitness_shaping_fn=shaping,
+            )
+            self._params = self._es.default_params.replace(std_init=config.sigma_init)
+        elif config.strategy == "snes":
+            self._es = SNES(pop, self._example)
+            self._params = self._es.default_params.replace(
+                std_init=jnp.asarray(config.sigma_init, jnp.float32)
+            )
+        else:
+            self._es = CMA_ES(pop, self._example)
+            self._params = self._es.default_params.replace(
+                std_init=jnp.asarray(config.sigma_init, jnp.float32)
+            )
+
+    @property
+    def population_size(self) -> int:
+        return self.config.population_size
+
+    @property
+    def num_dims(self) -> int:
+        """Number of scalars searched over (all leaves ravelled)."""
+        return int(self._es.num_dims)
+
+    def init(self, key: jax.Array, mean_params: PyTree) -> ESState:
+        """Start the search distribution at ``mean_params`` (same structure as the
+        example params); generation 0.
+        """
+        if jax.tree.structure(mean_params) != self._treedef:
+            raise ValueError(
+                f"mean_params has structure {jax.tree.structure(mean_params)}, "
+                f"expected {self._treedef}"
+            )
+        inner = self._es.init(key, mean_params, self._params)
+        return ESState(strategy_state=_strongly_typed(inner))
+
+    def ask(self, key: jax.Array, state: ESState) -> tuple[PyTree, ESState]:
+        """Sample a population: the params pytree with a leading [P] axis on each leaf."""
+        population, inner = self._es.ask(key, state.strategy_state, self._params)
+        return population, state.replace(strategy_state=inner)
+
+    def tell(
+        self, state: ESState, population: PyTree, fitness: jax.Array
+    ) -> tuple[ESState, ESMetrics]:
+        """Update the distribution from ``fitness`` [P] (higher is better).
+
+        Non-finite entries get a value below the worst finite one before shaping
+        (:func:`_replace_nonfinite`). The state is left unchanged, generation counter
+        included, when no entry is finite or the update would make the mean
+        non-finite, so NaN can never reach the mean.
+        """
+        pop_size = self.config.population_size
+        fitness = jnp.asarray(fitness, jnp.float32)
+        if fitness.shape != (pop_size,):
+            raise ValueError(f"fitness must have shape ({pop_size},), got {fitness.shape}")
+        cleaned, finite, any_finite = _replace_nonfinite(fitness)
+
+        # The one sign flip: Discovery maximises fitness, evosax minimises it.
+        inner, _ = self._es.tell(
+            jax.random.key(_UNUSED_TELL_KEY_SEED),
+            population,
+            -cleaned,
+            state.strategy_state,
+            self._params,
+        )
+        if self.config.strategy == "open_es":
+            # evosax sets std from the counter *before* incrementing it, so sigma would
+            # lag one generation behind; use sigma_t with t = generations told.
+            inner = inner.replace(std=self._sigma_schedule(inner.generation_counter))
+        inner = _strongly_typed(inner)
+        updated = any_finite & jnp.all(jnp.isfinite(inner.mean))
+        inner = jax.tree.map(
+            lambda new, old: jnp.where(updated, new, old), inner, state.strategy_state
+        )
+
+        num_finite = jnp.sum(finite)
+        nan = jnp.float32(jnp.nan)
+        metrics = ESMetrics(
+            fitness_mean=jnp.where(
+                any_finite,
+                jnp.sum(jnp.where(finite, fitness, 0.0)) / jnp.maximum(num_finite, 1),
+                nan,
+            ),
+            fitness_max=jnp.where(any_finite, jnp.max(jnp.where(finite, fitness, -jnp.inf)), nan),
+            fitness_min=jnp.where(any_finite, jnp.min(jnp.where(finite, fitness, jnp.inf)), nan),
+            best_index=jnp.argmax(jnp.where(finite, fitness, -jnp.inf)).astype(jnp.int32),
+            num_nonfinite=(pop_size - num_finite).astype(jnp.int32),
+            sigma=self.sigma(state),
+            updated=updated,
+        )
+        return ESState(strategy_state=inner), metrics
+
+    def mean(self, state: ESState) -> PyTree:
+        """The search distribution's mean as a params pytree: what we deploy."""
+        return self._es.get_mean(state.strategy_state)
+
+    def sigma(self, state: ESState) -> jax.Array:
+        """Step size for logging, a float scalar: the global sigma for open_es and
+        cma_es, the mean per-dimension std for snes and pgpe.
+        """
+        return jnp.mean(state.strategy_state.std)
+
+    def learning_rate(self, state: ESState) -> jax.Array:
+        """Adam learning rate of the next update (open_es, pgpe), a float scalar."""
+        return self._lr_schedule(state.generation)
+
+
+def make_es(config: ESConfig, example_params: PyTree) -> EvolutionStrategy:
+    """Build the evolution strategy ``config`` describes over pytrees shaped like
+    ``example_params`` (any pytree of float arrays, e.g. flax params).
+    """
+    return EvolutionStrategy(config, example_params)
