@@ -142,16 +142,20 @@ def _drift_network(params: Params, features: jax.Array) -> jax.Array:
 
 
 def _init_drift_network(
-    key: jax.Array, num_inputs: int, hidden: int, zero: bool
+    key: jax.Array, num_inputs: int, hidden: int, output_scale: float
 ) -> Params:
-    if zero:
-        return {
-            "w1": jnp.zeros((num_inputs, hidden), jnp.float32),
-            "w2": jnp.zeros((hidden, 1), jnp.float32),
-        }
+    """Random first layer; the output layer is ``output_scale`` times a LeCun-normal draw.
+
+    With ``output_scale = 0`` the network outputs exactly 0 (so LPO starts as PPO-clip),
+    yet the output layer's ES / gradient signal is non-zero: an all-zero init would sit
+    on a saddle of the bilinear ``w2 . tanh(w1 x)`` where every first-order signal is 0.
+    """
     key1, key2 = jax.random.split(key)
     init = jax.nn.initializers.lecun_normal()
-    return {"w1": init(key1, (num_inputs, hidden)), "w2": init(key2, (hidden, 1))}
+    return {
+        "w1": init(key1, (num_inputs, hidden), jnp.float32),
+        "w2": output_scale * init(key2, (hidden, 1), jnp.float32),
+    }
 
 
 def make_lpo_drift(
@@ -160,15 +164,16 @@ def make_lpo_drift(
     clip_eps: float = 0.2,
     feature_clip: float | None = None,
     temporally_aware: bool = False,
-    zero_init: bool = True,
+    output_scale: float = 0.0,
 ) -> Drift:
     """Learned Policy Optimisation's drift network (Lu et al., 2022).
 
-    ``D = ReLU(ppo_clip(r, A) + net(r, A) - 1e-4)`` when ``init_at_ppo`` (so all-zero
-    weights reproduce PPO-clip, the recommended ES starting point), else
+    ``D = ReLU(ppo_clip(r, A) + net(r, A) - 1e-4)`` when ``init_at_ppo`` (so a zero output layer
+    reproduces PPO-clip, the recommended ES starting point), else
     ``ReLU(net(r, A) - 1e-4)``. The network has no biases and its inputs vanish at
     ``r = 1``, so ``D`` is zero with zero gradient around ``r = 1`` for *any* params:
-    the Mirror Learning conditions hold by construction.
+    the Mirror Learning conditions hold by construction. ``init`` draws the first layer
+    at random and scales the output layer by ``output_scale`` (0: start exactly at PPO).
 
     With ``temporally_aware`` (TA-LPO, Jackson et al., 2024) the input becomes
     ``[x, progress * x]`` (16 values), letting the drift change over the lifetime.
@@ -176,7 +181,7 @@ def make_lpo_drift(
     num_inputs = 16 if temporally_aware else 8
 
     def init(key: jax.Array) -> Params:
-        return _init_drift_network(key, num_inputs, hidden, zero_init)
+        return _init_drift_network(key, num_inputs, hidden, output_scale)
 
     def apply(params, ratio, advantage, progress):
         features = lpo_features(ratio, advantage, feature_clip)

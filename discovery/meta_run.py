@@ -22,6 +22,7 @@ from flax import serialization
 from discovery.config import save_config
 from discovery.drift import make_dpo_drift, make_ppo_drift
 from discovery.plots import plot_drifts, plot_fitness
+from discovery.tasks import evaluate_drift, ppo_params_for
 from meta.loop import MetaTrainConfig, MetaTrainResult, meta_train
 
 
@@ -70,6 +71,12 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
         run_dir / "drift.png",
         progress=0.5,
     )
+    eval_key = jax.random.key(config.seed + 1)
+    eval_seeds = 16
+    learned_returns = evaluate_drift(config.task, learned, mean_params, eval_key, eval_seeds)
+    ppo_returns = evaluate_drift(
+        config.task, learned, ppo_params_for(learned, eval_key), eval_key, eval_seeds
+    )
     first, last = history[0], history[-1]
     window = max(1, len(history) // 5)
     summary = {
@@ -85,6 +92,13 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
         "best_fitness": last["best_fitness"],
         "env_steps": last["env_steps"],
         "wall_time_s": float(sum(r["wall_time_s"] for r in history)),
+        "evaluation": {
+            "seeds": eval_seeds,
+            "learned_mean_return": learned_returns.mean(axis=-1).tolist(),
+            "learned_sem": (learned_returns.std(axis=-1) / np.sqrt(eval_seeds)).tolist(),
+            "ppo_mean_return": ppo_returns.mean(axis=-1).tolist(),
+            "ppo_sem": (ppo_returns.std(axis=-1) / np.sqrt(eval_seeds)).tolist(),
+        },
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -126,6 +140,13 @@ def run_meta_training(config: MetaTrainConfig, run_dir: Path, resume: bool = Fal
         f"fitness (population mean, PPO-clip = 1): first {summary['fitness_mean_first']:.3f}"
         f" -> last {summary['fitness_mean_last']:.3f}; best member {summary['best_fitness']:.3f}"
     )
+    evaluation = summary["evaluation"]
+    for name, learned, ppo in zip(config.task.envs, evaluation["learned_mean_return"],
+                                  evaluation["ppo_mean_return"]):
+        console.print(
+            f"{name}: fresh agents ({evaluation['seeds']} new seeds) return {learned:.1f} with "
+            f"the learned drift vs {ppo:.1f} with PPO-clip"
+        )
     console.print(
         f"wrote {run_dir}/: config.yaml metrics.jsonl checkpoints/ mean_params.msgpack "
         "best_params.msgpack fitness.png drift.png summary.json"

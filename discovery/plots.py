@@ -83,13 +83,15 @@ def plot_drifts(
     grid_r, grid_a = np.meshgrid(ratio, advantage, indexing="xy")
     values = {label: np.asarray(fn(grid_r, grid_a, progress)) for label, fn in drifts.items()}
     vmax = max(float(np.percentile(v, 99)) for v in values.values()) or 1.0
-    fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(values), figsize=(4 * len(values), 3.6), squeeze=False, constrained_layout=True
+    )
     for ax, (label, value) in zip(axes[0], values.items()):
         image = ax.pcolormesh(grid_r, grid_a, value, vmin=0.0, vmax=vmax, shading="auto")
         ax.axvline(1.0, color="w", lw=0.5)
         ax.set_title(label)
         ax.set_xlabel("ratio r")
-        ax.set_ylabel("advantage A")
+    axes[0][0].set_ylabel("advantage A")
     fig.colorbar(image, ax=axes[0].tolist(), label="drift D(r, A)")
     if title:
         fig.suptitle(title)

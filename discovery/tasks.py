@@ -37,6 +37,7 @@ class DriftTaskConfig:
       env_lr: optional per-environment learning rates (same order as ``envs``).
       final_fraction: fitness is the mean episode return over this final fraction of
         the agent's updates.
+      baseline_seeds: seeds used once to measure PPO-clip's return for normalising.
       normalise: ``"ppo_random"`` maps random -> 0 and PPO -> 1 per env; ``"ppo"``
         divides by PPO's return; ``"none"`` uses raw returns.
     """
@@ -47,6 +48,7 @@ class DriftTaskConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     env_lr: tuple[float, ...] = ()
     final_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    baseline_seeds: int = field(default=16, metadata={"min": 1})
     normalise: Literal["ppo_random", "ppo", "none"] = "ppo_random"
 
     def __post_init__(self) -> None:
@@ -90,7 +92,11 @@ class DriftTask:
         return self.drift.init(key)
 
 
-def _env_trainers(config: DriftTaskConfig, drift: Drift) -> list[Callable[..., Any]]:
+def _env_trainers(
+    config: DriftTaskConfig, drift: Drift, seeds: int | None = None
+) -> list[Callable[..., Any]]:
+    """Per env: ``score(drift_params, key) -> final return [seeds]``."""
+    seeds = config.seeds if seeds is None else seeds
     trainers = []
     for index, name in enumerate(config.envs):
         env, env_params = env_registry.make(name)
@@ -101,9 +107,9 @@ def _env_trainers(config: DriftTaskConfig, drift: Drift) -> list[Callable[..., A
         train = make_train(ppo, env, env_params, drift)
 
         def score(drift_params, key, train=train, hparams=hparams):
-            keys = jax.random.split(key, config.seeds)
+            keys = jax.random.split(key, seeds)
             _, metrics = jax.vmap(train, in_axes=(0, None, None))(keys, drift_params, hparams)
-            return final_return(metrics["episode_return"], config.final_fraction).mean()
+            return final_return(metrics["episode_return"], config.final_fraction)
 
         trainers.append(score)
     return trainers
@@ -133,6 +139,23 @@ def random_policy_return(name: str, key: jax.Array, num_envs: int = 16, steps: i
     return float(jax.jit(run)(key))
 
 
+def ppo_params_for(drift: Drift, key: jax.Array) -> Any:
+    """Params with which the learned drift *is* PPO-clip (a zero output layer)."""
+    params = drift.init(key)
+    return {**params, "w2": jnp.zeros_like(params["w2"])}
+
+
+def evaluate_drift(
+    config: DriftTaskConfig, drift: Drift, drift_params: Any, key: jax.Array, seeds: int
+) -> np.ndarray:
+    """Final returns ``[E, seeds]`` of fresh agents trained with ``drift_params``."""
+    trainers = _env_trainers(config, drift, seeds)
+    env_keys = jax.random.split(key, len(trainers))
+    return np.stack(
+        [np.asarray(jax.jit(score)(drift_params, k)) for score, k in zip(trainers, env_keys)]
+    )
+
+
 def make_drift_task(config: DriftTaskConfig, key: jax.Array) -> DriftTask:
     """Build the task and measure its normalisation baselines (PPO-clip, random policy)."""
     drift = make_drift(config.drift, clip_eps=0.2)
@@ -140,14 +163,11 @@ def make_drift_task(config: DriftTaskConfig, key: jax.Array) -> DriftTask:
 
     def returns_of(drift_params, key):
         env_keys = jax.random.split(key, len(trainers))
-        return jnp.stack([score(drift_params, k) for score, k in zip(trainers, env_keys)])
+        return jnp.stack([score(drift_params, k).mean() for score, k in zip(trainers, env_keys)])
 
     key_ppo, key_random = jax.random.split(key)
-    ppo_params = drift.init(key_ppo)
-    if config.drift in ("lpo", "ta_lpo"):
-        # All-zero LPO weights with init_at_ppo reproduce PPO-clip exactly.
-        ppo_params = jax.tree.map(jnp.zeros_like, ppo_params)
-    ppo_returns = np.asarray(jax.jit(returns_of)(ppo_params, key_ppo))
+    ppo_returns = evaluate_drift(config, drift, ppo_params_for(drift, key_ppo), key_ppo,
+                                 config.baseline_seeds).mean(axis=-1)
     random_returns = np.array(
         [random_policy_return(name, k) for name, k in
          zip(config.envs, jax.random.split(key_random, len(config.envs)))]

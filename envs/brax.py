@@ -12,6 +12,7 @@ Importing this module imports brax; ``envs.registry`` imports it only for ``brax
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import brax.envs
@@ -163,6 +164,14 @@ class BraxToGymnax(environment.Environment[BraxEnvState, BraxEnvParams]):
         return spaces.Box(-jnp.inf, jnp.inf, shape=self._obs_shape, dtype=jnp.float32)
 
 
+def _jnp_clip_takes_a_min() -> bool:
+    try:
+        jnp.clip(jnp.zeros(()), a_min=0.0)
+    except TypeError:
+        return False
+    return True
+
+
 _ADAPTER_OPTIONS = ("backend", "episode_length", "action_repeat", "max_steps_in_episode")
 
 
@@ -201,8 +210,13 @@ def make_brax(
     )
     action_repeat = options.get("action_repeat", 1)
     for option, value in (("episode_length", episode_length), ("action_repeat", action_repeat)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"brax/{name}: {option} must be a positive int, got {value!r}.")
+    if name == "swimmer" and not _jnp_clip_takes_a_min():
+        raise NotImplementedError(
+            "brax/swimmer cannot run with this jax: brax 0.14's fluid model (used only by "
+            "swimmer) calls jnp.clip(a_min=...), which jax has removed."
+        )
     env_kwargs = dict(env_kwargs or {})
     if "backend" in env_kwargs:
         raise ValueError(f"brax/{name}: pass backend as an option, not in env_kwargs.")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnax
+import jax
 from gymnax.environments.classic_control import cartpole
 
 BRAX_PREFIX = "brax/"
@@ -96,7 +97,9 @@ class ConsistentCartPole(cartpole.CartPole):
     derived values. Here the stored derived fields are ignored and recomputed.
     """
 
-    def step_env(self, key, state, action, params):
+    def step_env(
+        self, key: jax.Array, state: Any, action: Any, params: Any
+    ) -> tuple[jax.Array, Any, jax.Array, jax.Array, dict[str, Any]]:
         return super().step_env(key, state, action, with_derived_params("CartPole-v1", params))
 
 
@@ -177,6 +180,7 @@ def make(
         ValueError: unknown name (with close matches), unknown or derived override,
             invalid constructor argument.
         ImportError: a brax env was asked for and brax is not installed.
+        NotImplementedError: brax/swimmer with a jax that breaks brax's fluid model.
         RuntimeError: MNISTBandit-bsuite's dataset is not cached and cannot be fetched.
     """
     env_kwargs = dict(env_kwargs or {})

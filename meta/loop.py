@@ -26,11 +26,20 @@ from flax import struct
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from agents.ppo import PPOConfig
 from discovery import checkpoint as ckpt
 from discovery.tasks import DriftTask, DriftTaskConfig, make_drift_task
 from meta.es import ESConfig, EvolutionStrategy, make_es
 
 POPULATION_AXIS = "population"
+
+
+def _demo_task() -> DriftTaskConfig:
+    # CartPole with short lifetimes and an aggressive learning rate: the regime where the
+    # drift's shape matters (with no drift at all, returns halve; DPO beats PPO-clip).
+    return DriftTaskConfig(
+        envs=("CartPole-v1",), seeds=4, ppo=PPOConfig(total_timesteps=8192, lr=1e-2)
+    )
 
 
 @dataclass(frozen=True)
@@ -49,9 +58,9 @@ class MetaTrainConfig:
 
     name: str = "lpo-cartpole-demo"
     seed: int = 0
-    generations: int = field(default=30, metadata={"min": 1})
-    task: DriftTaskConfig = field(default_factory=DriftTaskConfig)
-    es: ESConfig = field(default_factory=ESConfig)
+    generations: int = field(default=40, metadata={"min": 1})
+    task: DriftTaskConfig = field(default_factory=_demo_task)
+    es: ESConfig = field(default_factory=lambda: ESConfig(population_size=16))
     checkpoint_every: int = field(default=5, metadata={"min": 1})
     keep_checkpoints: int = field(default=3, metadata={"min": 1})
 

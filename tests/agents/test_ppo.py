@@ -75,7 +75,7 @@ def tiny_cartpole():
 
 def test_metrics_shapes_and_vmap_over_drift_params(tiny_cartpole):
     env, env_params = tiny_cartpole
-    drift = make_drift("lpo", zero_init=False)
+    drift = make_drift("lpo", output_scale=1.0)
     train = make_train(TINY, env, env_params, drift)
     population = jax.vmap(drift.init)(jax.random.split(jax.random.key(1), 3))
     keys = jax.random.split(jax.random.key(0), 2)

@@ -76,7 +76,7 @@ def test_dpo_hand_computed_values():
     assert float(drift(params, jnp.array(1.05), jnp.array(1.0), 0.0)) < 1e-4
 
 
-def test_lpo_zero_weights_equal_ppo():
+def test_lpo_starts_as_ppo():
     lpo = drift_lib.make_lpo_drift()
     ppo = drift_lib.make_ppo_drift()
     lpo_values = lpo(lpo.init(jax.random.key(0)), GRID_R, GRID_A, 0.3)

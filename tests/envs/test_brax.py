@@ -179,3 +179,14 @@ def test_termination_and_truncation_together():
     _, _, terminated, truncated, _ = _counter_rollout(env, 2)
     np.testing.assert_array_equal(terminated, [False, True])
     np.testing.assert_array_equal(truncated, [False, True])
+
+
+def test_swimmer_fails_clearly_when_brax_fluid_is_broken():
+    try:
+        jnp.clip(jnp.zeros(()), a_min=0.0)
+    except TypeError:
+        with pytest.raises(NotImplementedError, match="jnp.clip"):
+            make("brax/swimmer")
+    else:
+        env, _ = make("brax/swimmer")
+        assert env.brax_env.backend == "generalized"

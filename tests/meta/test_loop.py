@@ -1,0 +1,158 @@
+"""The outer loop: exact resume, NaN isolation, sharded == unsharded, metrics written."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import meta  # noqa: F401  (sets XLA_FLAGS)
+from agents.ppo import PPOConfig
+from discovery.tasks import DriftTaskConfig
+from meta.es import ESConfig, make_es
+from meta.loop import LoopState, MetaTrainConfig, make_generation_step, meta_train
+
+TINY_PPO = PPOConfig(num_envs=2, num_steps=16, total_timesteps=64, num_minibatches=2,
+                     update_epochs=1)
+TINY = MetaTrainConfig(
+    name="tiny",
+    generations=4,
+    task=DriftTaskConfig(envs=("CartPole-v1",), seeds=1, ppo=TINY_PPO),
+    es=ESConfig(population_size=4),
+    checkpoint_every=1,
+)
+
+
+def _records(run_dir: Path):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        record.pop("wall_time_s")
+    return records
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    straight = meta_train(TINY, tmp_path / "straight")
+    meta_train(TINY, tmp_path / "killed", stop_after=2)
+    assert len(_records(tmp_path / "killed")) == 2
+    resumed = meta_train(TINY, tmp_path / "killed", resume=True)
+
+    assert _records(tmp_path / "straight") == _records(tmp_path / "killed")
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        jax.tree.map(np.asarray, straight.mean_params),
+        jax.tree.map(np.asarray, resumed.mean_params),
+    )
+    assert int(resumed.state.generation) == TINY.generations
+    assert [r["generation"] for r in _records(tmp_path / "killed")] == [0, 1, 2, 3]
+
+
+def test_resume_cuts_metrics_logged_after_the_checkpoint(tmp_path):
+    config = TINY.__class__(**{**TINY.__dict__, "checkpoint_every": 2})
+    meta_train(config, tmp_path / "run", stop_after=3)  # checkpoint at 2, log has 3 lines
+    assert len(_records(tmp_path / "run")) == 3
+    meta_train(config, tmp_path / "run", resume=True)
+    assert [r["generation"] for r in _records(tmp_path / "run")] == [0, 1, 2, 3]
+
+
+def _toy_es():
+    params = {"w": jnp.zeros((3,))}
+    es = make_es(ESConfig(population_size=8, sigma_init=0.1), params)
+    state = LoopState(
+        es_state=es.init(jax.random.key(0), params),
+        key=jax.random.key(1),
+        generation=jnp.int32(0),
+        best_params=params,
+        best_fitness=jnp.float32(-jnp.inf),
+    )
+    return es, state
+
+
+def test_nan_fitness_never_reaches_the_mean():
+    es, state = _toy_es()
+
+    def fitness_fn(population, key):
+        fitness = -jnp.sum((population["w"] - 1.0) ** 2, axis=-1)
+        fitness = fitness.at[0].set(jnp.nan).at[3].set(jnp.inf)
+        return fitness, fitness[:, None]
+
+    step = make_generation_step(es, fitness_fn, sharding=None)
+    for _ in range(5):
+        state, metrics = step(state)
+        assert int(metrics["num_nonfinite"]) == 2
+    mean = np.asarray(es.mean(state.es_state)["w"])
+    assert np.all(np.isfinite(mean))
+    assert np.all(np.isfinite(np.asarray(state.best_params["w"])))
+    assert np.isfinite(float(state.best_fitness))
+
+
+def test_all_nan_generation_leaves_mean_unchanged():
+    es, state = _toy_es()
+    before = np.asarray(es.mean(state.es_state)["w"])
+
+    def fitness_fn(population, key):
+        nan = jnp.full((8,), jnp.nan)
+        return nan, nan[:, None]
+
+    state, metrics = make_generation_step(es, fitness_fn, sharding=None)(state)
+    np.testing.assert_array_equal(np.asarray(es.mean(state.es_state)["w"]), before)
+    assert int(metrics["num_nonfinite"]) == 8
+    assert float(state.best_fitness) == -np.inf
+
+
+SHARDING_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import meta  # noqa
+    import jax, numpy as np
+    from agents.ppo import PPOConfig
+    from discovery.tasks import DriftTaskConfig, make_drift_task
+    from meta.es import ESConfig, make_es
+    from meta.loop import LoopState, make_generation_step, population_sharding
+    import jax.numpy as jnp
+
+    assert len(jax.devices()) == 2, jax.devices()
+    ppo = PPOConfig(num_envs=2, num_steps=16, total_timesteps=64, num_minibatches=2,
+                    update_epochs=1)
+    task = make_drift_task(DriftTaskConfig(envs=("CartPole-v1",), seeds=2, ppo=ppo),
+                           jax.random.key(0))
+    params = task.init_params(jax.random.key(1))
+    es = make_es(ESConfig(population_size=4), params)
+    state = LoopState(es.init(jax.random.key(2), params), jax.random.key(3), jnp.int32(0),
+                      params, jnp.float32(-jnp.inf))
+    sharding = population_sharding(4)
+    assert sharding is not None
+    _, sharded = make_generation_step(es, task.fitness, sharding)(state)
+    _, plain = make_generation_step(es, task.fitness, None)(state)
+    print(json.dumps({"sharded": np.asarray(sharded["returns_mean"]).tolist()
+                      + [float(sharded["fitness_mean"])],
+                      "plain": np.asarray(plain["returns_mean"]).tolist()
+                      + [float(plain["fitness_mean"])]}))
+    """
+)
+
+
+def test_sharded_and_unsharded_generations_agree(tmp_path):
+    script = tmp_path / "shard.py"
+    script.write_text(SHARDING_SCRIPT)
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2")
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=500
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(result["sharded"], result["plain"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"generations": 0}])
+def test_meta_config_validation(bad):
+    from discovery.config import ConfigError, from_dict
+
+    with pytest.raises(ConfigError, match="generations"):
+        from_dict(MetaTrainConfig, bad)
