@@ -15,9 +15,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
+from discovery.checkpoint import CheckpointError
 from discovery.config import ConfigError, load_config, save_config
 
 DEFAULT_RUNS_DIR = "runs"
+
+
+def _check_env(name: str, field: str) -> None:
+    """Fail fast, naming the config field, on an environment name ``envs.make`` rejects."""
+    try:
+        envs.make(name)
+    except ValueError as error:
+        raise ConfigError(f"{field}: {error}", field=field) from None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
                 value = int(value)
             overrides.append(f"{field_name}={value}")
     config = load_config(TrainConfig, args.config, overrides)
-    envs.make(config.env)  # fail fast, with close matches, on an unknown env name
+    _check_env(config.env, "env")
     name = args.name or config.run_name()
     run_dir = Path(args.runs_dir) / name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -126,8 +135,8 @@ def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
     config = load_config(MetaTrainConfig, config_path, args.overrides)
     if args.name:
         config = replace(config, name=args.name)
-    for name in config.task.envs:
-        envs.make(name)
+    for index, name in enumerate(config.task.envs):
+        _check_env(name, f"task.envs[{index}]")
     from discovery.meta_run import run_meta_training
 
     run_meta_training(config, Path(args.runs_dir) / config.name, resume=getattr(args, "resume",
@@ -152,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _meta_train(args, None)
         return _list_envs()
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, CheckpointError) as error:
         print(f"discover {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -23,6 +23,7 @@ import numpy as np
 import envs as env_registry
 from agents.ppo import PPOConfig, make_train
 from discovery.drift import Drift, make_drift
+from envs import wrappers
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,6 @@ def _env_trainers(
 
 def random_policy_return(name: str, key: jax.Array, num_envs: int = 16, steps: int = 2000) -> float:
     """Mean episode return of a uniformly random policy on ``name`` (a normalisation floor)."""
-    from envs import wrappers
-
     env, env_params = env_registry.make(name)
     vec_env = wrappers.VecEnv(wrappers.EpisodeStatistics(env), num_envs)
     action_space = env.action_space(env_params)

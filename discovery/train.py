@@ -84,16 +84,3 @@ def write_train_metrics(result: TrainResult, path: Path) -> None:
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
-
-
-def smoothed_returns(returns: np.ndarray) -> np.ndarray:
-    """Forward-fill updates in which no episode ended (NaN), per seed: ``[S, U]``."""
-    filled = np.array(returns, dtype=np.float64)
-    for row in filled:
-        last = np.nan
-        for i, value in enumerate(row):
-            if np.isnan(value):
-                row[i] = last
-            else:
-                last = value
-    return filled

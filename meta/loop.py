@@ -142,7 +142,7 @@ def make_generation_step(
         )
         return new_state, metrics
 
-    return jax.jit(generation_step, donate_argnums=())
+    return jax.jit(generation_step)
 
 
 def _truncate_metrics(path: Path, generation: int) -> None:
