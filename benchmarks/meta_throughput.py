@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from agents.ppo import PPOConfig, make_train
 from discovery.tasks import DriftTaskConfig, make_drift_task
 from meta.es import ESConfig, make_es
-from meta.loop import LoopState, make_generation_step, population_sharding
+from meta.loop import LoopState, make_generation_step, population_devices
 
 
 def single_agent_steps_per_s(task_config: DriftTaskConfig) -> float:
@@ -48,7 +48,7 @@ def generation_steps_per_s(task, population: int, generations: int = 2) -> tuple
     es = make_es(ESConfig(population_size=population), params)
     state = LoopState(es.init(jax.random.key(2), params), jax.random.key(3), jnp.int32(0),
                       params, jnp.float32(-jnp.inf))
-    step = make_generation_step(es, task.fitness, population_sharding(population))
+    step = make_generation_step(es, task.fitness, population_devices(population))
     tic = time.perf_counter()
     state, metrics = step(state)
     jax.block_until_ready(metrics)

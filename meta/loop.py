@@ -1,9 +1,9 @@
 """The outer loop: generations of ask -> train a population -> tell, with logging,
 atomic checkpoints and exact resume.
 
-One generation is one jitted function of a :class:`LoopState`; the population axis is
-sharded across every visible device (``jax.sharding``, Auto axes), so the same run
-uses one CPU, eight GPUs, or a multi-host job after ``jax.distributed.initialize()``.
+One generation is a function of a :class:`LoopState` (three jitted programs: ask,
+score, tell); the population is split over every visible device, so the same run uses
+one CPU, eight GPUs, or a multi-host job after ``jax.distributed.initialize()``.
 A resumed run reproduces the uninterrupted one exactly: the checkpoint holds the ES
 state, the RNG key, the generation counter and the best params, and the metrics log is
 cut back to the checkpoint's generation.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from agents.ppo import PPOConfig
 from discovery import checkpoint as ckpt
 from discovery.tasks import DriftTask, DriftTaskConfig, make_drift_task
 from meta.es import ESConfig, EvolutionStrategy, make_es
-
-POPULATION_AXIS = "population"
 
 
 def _demo_task() -> DriftTaskConfig:
@@ -91,33 +87,68 @@ def _distributed_started() -> bool:
         return False
 
 
-def population_sharding(population_size: int) -> NamedSharding | None:
-    """Shard the population axis over all devices; ``None`` if there is one device or
-    the population does not divide evenly (then it is replicated)."""
+def population_devices(population_size: int) -> list[jax.Device] | None:
+    """The devices the population is split over, or ``None`` to score it on one device
+    (a single device, or a population that does not divide evenly over the devices)."""
     devices = jax.devices()
     if len(devices) == 1 or population_size % len(devices):
         return None
-    mesh = jax.make_mesh(
-        (len(devices),), (POPULATION_AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
-    )
-    return NamedSharding(mesh, P(POPULATION_AXIS))
+    return devices
+
+
+def split_over_devices(
+    fitness_fn: Callable[[Any, jax.Array], Any], devices: Sequence[jax.Device]
+) -> Callable[[Any, jax.Array], Any]:
+    """Score equal slices of the population on each device concurrently.
+
+    Scoring is embarrassingly parallel over the population, so each device gets its
+    slice and runs the same jitted program with no collective at all (dispatch is
+    asynchronous, so the devices run at once); results come back to the host, and
+    across processes of a ``jax.distributed`` job they are all-gathered. On forced CPU
+    devices this also avoids a jaxlib 0.10 deadlock that a single SPMD program over the
+    ``jax.sharding`` mesh hits (measured: 3 of 3 runs hung).
+    """
+    jitted = jax.jit(fitness_fn)
+    global_index = {device: index for index, device in enumerate(devices)}
+    local = [device for device in jax.local_devices() if device in global_index]
+
+    def score(population: Any, key: jax.Array) -> Any:
+        size = jax.tree.leaves(population)[0].shape[0] // len(devices)
+        outputs = []
+        for device in local:
+            start = global_index[device] * size
+            chunk = jax.tree.map(lambda x, start=start: x[start : start + size], population)
+            outputs.append(jitted(jax.device_put(chunk, device), jax.device_put(key, device)))
+        gathered = jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(outputs))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            gathered = multihost_utils.process_allgather(gathered, tiled=True)
+        return gathered
+
+    return score
 
 
 def make_generation_step(
     es: EvolutionStrategy,
     fitness_fn: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]],
-    sharding: NamedSharding | None,
+    devices: Sequence[jax.Device] | None,
 ) -> Callable[[LoopState], tuple[LoopState, dict[str, jax.Array]]]:
-    """One jitted generation: ask, score the population (sharded), tell, track the best."""
+    """One generation: ask, score the population (split over ``devices``), tell, track
+    the best. Three jitted programs (ask, score, tell), so that scoring can be spread
+    over devices with :func:`split_over_devices`.
+    """
 
-    def generation_step(state: LoopState) -> tuple[LoopState, dict[str, jax.Array]]:
+    @jax.jit
+    def ask(state: LoopState):
         key, key_ask, key_eval = jax.random.split(state.key, 3)
         population, es_state = es.ask(key_ask, state.es_state)
-        if sharding is not None:
-            population = jax.lax.with_sharding_constraint(
-                population, jax.tree.map(lambda _: sharding, population)
-            )
-        fitness, returns = fitness_fn(population, key_eval)
+        return population, es_state, key, key_eval
+
+    score = jax.jit(fitness_fn) if devices is None else split_over_devices(fitness_fn, devices)
+
+    @jax.jit
+    def tell(state: LoopState, population, es_state, key, fitness, returns):
         es_state, es_metrics = es.tell(es_state, population, fitness)
         best = es_metrics.best_index
         improved = jnp.isfinite(fitness[best]) & (fitness[best] > state.best_fitness)
@@ -142,7 +173,12 @@ def make_generation_step(
         )
         return new_state, metrics
 
-    return jax.jit(generation_step)
+    def generation_step(state: LoopState) -> tuple[LoopState, dict[str, jax.Array]]:
+        population, es_state, key, key_eval = ask(state)
+        fitness, returns = score(population, key_eval)
+        return tell(state, population, es_state, key, fitness, returns)
+
+    return generation_step
 
 
 def _truncate_metrics(path: Path, generation: int) -> None:
@@ -222,8 +258,8 @@ def meta_train(
     if is_writer:
         _truncate_metrics(metrics_path, start)
 
-    sharding = population_sharding(config.es.population_size)
-    step = make_generation_step(es, task.fitness, sharding)
+    devices = population_devices(config.es.population_size)
+    step = make_generation_step(es, task.fitness, devices)
     steps_per_generation = (
         config.es.population_size
         * len(config.task.envs)

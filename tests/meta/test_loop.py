@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import jax
@@ -81,7 +82,7 @@ def test_nan_fitness_never_reaches_the_mean():
         fitness = fitness.at[0].set(jnp.nan).at[3].set(jnp.inf)
         return fitness, fitness[:, None]
 
-    step = make_generation_step(es, fitness_fn, sharding=None)
+    step = make_generation_step(es, fitness_fn, devices=None)
     for _ in range(5):
         state, metrics = step(state)
         assert int(metrics["num_nonfinite"]) == 2
@@ -99,7 +100,7 @@ def test_all_nan_generation_leaves_mean_unchanged():
         nan = jnp.full((8,), jnp.nan)
         return nan, nan[:, None]
 
-    state, metrics = make_generation_step(es, fitness_fn, sharding=None)(state)
+    state, metrics = make_generation_step(es, fitness_fn, devices=None)(state)
     np.testing.assert_array_equal(np.asarray(es.mean(state.es_state)["w"]), before)
     assert int(metrics["num_nonfinite"]) == 8
     assert float(state.best_fitness) == -np.inf
@@ -113,7 +114,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     from agents.ppo import PPOConfig
     from discovery.tasks import DriftTaskConfig, make_drift_task
     from meta.es import ESConfig, make_es
-    from meta.loop import LoopState, make_generation_step, population_sharding
+    from meta.loop import LoopState, make_generation_step, population_devices
     import jax.numpy as jnp
 
     assert len(jax.devices()) == 2, jax.devices()
@@ -126,9 +127,9 @@ SHARDING_SCRIPT = textwrap.dedent(
     es = make_es(ESConfig(population_size=4), params)
     state = LoopState(es.init(jax.random.key(2), params), jax.random.key(3), jnp.int32(0),
                       params, jnp.float32(-jnp.inf))
-    sharding = population_sharding(4)
-    assert sharding is not None
-    _, sharded = make_generation_step(es, task.fitness, sharding)(state)
+    devices = population_devices(4)
+    assert devices is not None and len(devices) == 2
+    _, sharded = make_generation_step(es, task.fitness, devices)(state)
     _, plain = make_generation_step(es, task.fitness, None)(state)
     print(json.dumps({"sharded": np.asarray(sharded["returns_mean"]).tolist()
                       + [float(sharded["fitness_mean"])],
@@ -141,9 +142,9 @@ SHARDING_SCRIPT = textwrap.dedent(
 def _run_on_two_forced_devices(script: Path, attempts: int = 3) -> subprocess.CompletedProcess:
     """Run ``script`` with 2 forced CPU devices.
 
-    jaxlib 0.10's CPU runtime intermittently deadlocks (0% CPU, never returns) on
-    2 forced host devices even with the scheduler flag (measured here: 1 of 2 runs),
-    so a run that hangs is retried; a wrong result is never retried.
+    jaxlib 0.10's CPU runtime has deadlocked (0% CPU, never returning) on forced host
+    devices; a run that hangs is retried, with a warning, and a wrong result is never
+    retried.
     """
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2")
@@ -154,15 +155,10 @@ def _run_on_two_forced_devices(script: Path, attempts: int = 3) -> subprocess.Co
                 timeout=150,
             )
         except subprocess.TimeoutExpired:
-            continue
+            warnings.warn("a 2-device run hung and was retried", RuntimeWarning, stacklevel=1)
     pytest.fail(f"the 2-device run hung {attempts} times in a row")
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DISCOVERY_TEST_MULTIDEVICE"),
-    reason="jaxlib 0.10 deadlocks intermittently on 2 forced CPU devices (measured: 3 of 5 "
-    "runs hung); set DISCOVERY_TEST_MULTIDEVICE=1 to run",
-)
 def test_sharded_and_unsharded_generations_agree(tmp_path):
     script = tmp_path / "shard.py"
     script.write_text(SHARDING_SCRIPT)
