@@ -155,7 +155,11 @@ def make_network(config: PPOConfig, discrete: bool, action_dim: int) -> ActorCri
 
 
 def make_train(
-    config: PPOConfig, env: Any, env_params: Any, drift: Callable[..., jax.Array]
+    config: PPOConfig,
+    env: Any,
+    env_params: Any,
+    drift: Callable[..., jax.Array],
+    on_update: Callable[[jax.Array], None] | None = None,
 ) -> Callable[..., tuple[PPOState, Metrics]]:
     """Build ``train(key, drift_params, hparams=None, env_params=None) -> (state, metrics)``.
 
@@ -164,6 +168,10 @@ def make_train(
     ``episode_return`` / ``episode_length`` (mean over episodes that ended during the
     update's rollout, NaN if none did), ``episodes``, ``actor_loss``, ``value_loss``,
     ``entropy``, ``drift``, ``approx_kl``. Jittable and vmappable over every argument.
+
+    ``on_update(n)``, if given, is called on the host after update ``n`` (0-based) through
+    ``jax.debug.callback``, for progress display. The update index does not depend on
+    the key or params, so under ``vmap`` over seeds it is still called once per update.
     """
     vec_env, discrete, action_dim = wrap_env(config, env, env_params, config.gamma)
     network = make_network(config, discrete, action_dim)
@@ -309,6 +317,8 @@ def make_train(
             metrics["episode_length"] = jnp.where(
                 episodes > 0, jnp.sum(ep_lengths * ended) / safe, jnp.nan
             )
+            if on_update is not None:
+                jax.debug.callback(on_update, state.update_idx)
             state = state.replace(
                 params=params, opt_state=opt_state, update_idx=state.update_idx + 1
             )

@@ -98,9 +98,21 @@ def _train(args: argparse.Namespace) -> int:
     )
     import time
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("updates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console,
+    )
     tic = time.perf_counter()
-    with console.status("compiling and training (one jitted call over all seeds)..."):
-        result = train_seeds(config)
+    with progress:
+        bar = progress.add_task("train", total=ppo.num_updates)
+
+        def on_update(update: int) -> None:
+            if update + 1 > progress.tasks[0].completed:
+                progress.update(bar, completed=update + 1)
+
+        result = train_seeds(config, on_update=on_update)
     elapsed = time.perf_counter() - tic
     write_train_metrics(result, run_dir / "metrics.jsonl")
     plot_learning_curve(
@@ -123,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
     console.print(
         f"final return {finals.mean():.1f} (per seed: "
         + ", ".join(f"{x:.1f}" for x in finals)
-        + f"); {elapsed:.1f} s, {summary['env_steps_per_s']:,.0f} env steps/s"
+        + f"); {elapsed:.1f} s, {summary['env_steps_per_s']:,.0f} env steps/s (compile included)"
     )
     console.print(f"wrote {run_dir}/config.yaml, metrics.jsonl, learning_curve.png, summary.json")
     return 0

@@ -8,6 +8,7 @@ plot into ``run_dir``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,13 +50,21 @@ class TrainResult:
         return np.nanmean(returns[:, -last:], axis=-1)
 
 
-def train_seeds(config: TrainConfig, drift_params: Any = None) -> TrainResult:
-    """Train ``config.seeds`` agents in one ``jit(vmap(train))`` call."""
+def train_seeds(
+    config: TrainConfig,
+    drift_params: Any = None,
+    on_update: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``config.seeds`` agents in one ``jit(vmap(train))`` call.
+
+    ``on_update(n)`` is called on the host as update ``n`` finishes (for progress bars).
+    """
     env, env_params = env_registry.make(config.env)
     drift = make_drift(config.drift)
     if drift_params is None:
         drift_params = drift.init(jax.random.key(config.seed))
-    train = make_train(config.ppo, env, env_params, drift)
+    callback = None if on_update is None else (lambda n: on_update(int(n)))
+    train = make_train(config.ppo, env, env_params, drift, on_update=callback)
     keys = jax.random.split(jax.random.key(config.seed), config.seeds)
     _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, drift_params)
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}

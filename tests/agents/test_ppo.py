@@ -148,3 +148,15 @@ def test_bad_config_is_rejected():
         PPOConfig(num_envs=3, num_steps=5, num_minibatches=4)
     with pytest.raises(ValueError, match="total_timesteps"):
         PPOConfig(num_envs=4, num_steps=128, total_timesteps=100)
+
+
+def test_on_update_callback_reports_every_update(tiny_cartpole):
+    env, env_params = tiny_cartpole
+    drift = make_drift("ppo")
+    seen = []
+    train = make_train(TINY, env, env_params, drift, on_update=lambda n: seen.append(int(n)))
+    keys = jax.random.split(jax.random.key(0), 2)
+    jax.block_until_ready(jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, drift.init(keys[0])))
+    jax.effects_barrier()
+    # The update index is the same for every seed, so vmap calls back once per update.
+    assert sorted(seen) == list(range(TINY.num_updates))
