@@ -22,7 +22,7 @@ from flax import serialization
 from discovery.config import save_config
 from discovery.drift import make_dpo_drift, make_ppo_drift
 from discovery.plots import plot_drifts, plot_fitness
-from discovery.tasks import evaluate_drift, ppo_params_for
+from discovery.tasks import make_evaluator, ppo_params_for
 from meta.loop import MetaTrainConfig, MetaTrainResult, meta_train
 
 
@@ -73,10 +73,9 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
     )
     eval_key = jax.random.key(config.seed + 1)
     eval_seeds = 16
-    learned_returns = evaluate_drift(config.task, learned, mean_params, eval_key, eval_seeds)
-    ppo_returns = evaluate_drift(
-        config.task, learned, ppo_params_for(learned, eval_key), eval_key, eval_seeds
-    )
+    evaluate = make_evaluator(config.task, learned, eval_seeds)
+    learned_returns = evaluate(mean_params, eval_key)
+    ppo_returns = evaluate(ppo_params_for(learned, eval_key), eval_key)
     first, last = history[0], history[-1]
     window = max(1, len(history) // 5)
     summary = {

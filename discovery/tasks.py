@@ -144,15 +144,28 @@ def ppo_params_for(drift: Drift, key: jax.Array) -> Any:
     return {**params, "w2": jnp.zeros_like(params["w2"])}
 
 
+def make_evaluator(
+    config: DriftTaskConfig, drift: Drift, seeds: int
+) -> Callable[[Any, jax.Array], np.ndarray]:
+    """``evaluate(drift_params, key) -> final returns [E, seeds]`` of fresh agents.
+
+    Each env's program is compiled once, on the first call, and reused for every params
+    pytree of the same shape (e.g. a learned drift and its PPO-clip point).
+    """
+    scores = [jax.jit(score) for score in _env_trainers(config, drift, seeds)]
+
+    def evaluate(drift_params: Any, key: jax.Array) -> np.ndarray:
+        env_keys = jax.random.split(key, len(scores))
+        return np.stack([np.asarray(score(drift_params, k)) for score, k in zip(scores, env_keys)])
+
+    return evaluate
+
+
 def evaluate_drift(
     config: DriftTaskConfig, drift: Drift, drift_params: Any, key: jax.Array, seeds: int
 ) -> np.ndarray:
     """Final returns ``[E, seeds]`` of fresh agents trained with ``drift_params``."""
-    trainers = _env_trainers(config, drift, seeds)
-    env_keys = jax.random.split(key, len(trainers))
-    return np.stack(
-        [np.asarray(jax.jit(score)(drift_params, k)) for score, k in zip(trainers, env_keys)]
-    )
+    return make_evaluator(config, drift, seeds)(drift_params, key)
 
 
 def make_drift_task(config: DriftTaskConfig, key: jax.Array) -> DriftTask:
