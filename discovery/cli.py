@@ -57,8 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--total-steps", type=float, default=None, help="env steps per seed")
     _add_common(train)
 
-    meta = sub.add_parser("meta-train", help="discover a drift with evolution strategies")
-    meta.add_argument("config", nargs="?", default=None, help="YAML MetaTrainConfig")
+    meta = sub.add_parser(
+        "meta-train", help="discover a drift (ES) or an objective (meta-gradients or ES)"
+    )
+    meta.add_argument(
+        "config", nargs="?", default=None,
+        help="YAML config: a drift run, or an objective run (top-level `component: objective`)",
+    )
     meta.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     _add_common(meta)
 
@@ -141,7 +146,49 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+COMPONENTS = ("drift", "objective")
+
+
+def config_component(config_path: str | None, overrides: Sequence[str]) -> str:
+    """Which meta-training a config describes: its top-level ``component`` (default drift)."""
+    component = "drift"
+    source = "default"
+    if config_path is not None and Path(config_path).is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            data = None  # load_config reports the YAML error with its position.
+        if isinstance(data, dict) and "component" in data:
+            component, source = data["component"], config_path
+    for override in overrides:
+        if override.partition("=")[0].strip() == "component":
+            component, source = override.partition("=")[2].strip(), "--set"
+    if component not in COMPONENTS:
+        raise ConfigError(
+            f"component: got {component!r} (from {source}); allowed: {', '.join(COMPONENTS)}",
+            field="component",
+            source=source,
+        )
+    return component
+
+
 def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
+    resume = getattr(args, "resume", False)
+    if config_component(config_path, args.overrides) == "objective":
+        from meta.objective_loop import ObjectiveMetaTrainConfig
+
+        config = load_config(ObjectiveMetaTrainConfig, config_path, args.overrides)
+        if args.name:
+            config = replace(config, name=args.name)
+        for index, name in enumerate(config.levels.train):
+            _check_env(name, f"levels.train[{index}]")
+        from discovery.objective_run import run_objective_meta_training
+
+        run_objective_meta_training(config, Path(args.runs_dir) / config.name, resume=resume)
+        return 0
+
     from meta.loop import MetaTrainConfig
 
     config = load_config(MetaTrainConfig, config_path, args.overrides)
@@ -151,8 +198,7 @@ def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
         _check_env(name, f"task.envs[{index}]")
     from discovery.meta_run import run_meta_training
 
-    run_meta_training(config, Path(args.runs_dir) / config.name, resume=getattr(args, "resume",
-                                                                                  False))
+    run_meta_training(config, Path(args.runs_dir) / config.name, resume=resume)
     return 0
 
 

@@ -103,10 +103,22 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
     return summary
 
 
+def generation_progress(console: Any) -> Any:
+    """A rich progress bar over generations with a free-text status line (``line``)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("generation {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("{task.fields[line]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
 def run_meta_training(config: MetaTrainConfig, run_dir: Path, resume: bool = False) -> dict:
     """Meta-train with a rich progress bar; returns the run's summary."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -116,13 +128,7 @@ def run_meta_training(config: MetaTrainConfig, run_dir: Path, resume: bool = Fal
         f"{config.generations} generations x population {config.es.population_size} "
         f"({config.es.strategy}) -> {run_dir}"
     )
-    progress = Progress(
-        TextColumn("generation {task.completed}/{task.total}"),
-        BarColumn(),
-        TextColumn("{task.fields[line]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    progress = generation_progress(console)
     with progress:
         bar = progress.add_task("meta", total=config.generations, line="starting")
 

@@ -98,3 +98,26 @@ def plot_drifts(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_metric_history(
+    history: Sequence[Mapping[str, Any]], metric: str, path: Path, title: str = ""
+) -> Path:
+    """One logged metric over generations, raw and as a running mean over 10."""
+    plt = _pyplot()
+    generations = np.array([r["generation"] for r in history])
+    values = np.array([r.get(metric, np.nan) for r in history], dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(generations, values, alpha=0.35, label=metric)
+    if len(values) >= 10:
+        kernel = np.ones(10) / 10
+        smooth = np.convolve(np.nan_to_num(values), kernel, mode="valid")
+        ax.plot(generations[9:], smooth, label="running mean (10)")
+    ax.set_xlabel("generation")
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -4,6 +4,15 @@ from envs.xla_flags import configure_xla_flags
 
 configure_xla_flags()
 
+from envs.gridworld import GridParams, GridState, GridWorld, make_layout, sample_level  # noqa: E402
 from envs.registry import list_envs, make  # noqa: E402
 
-__all__ = ["list_envs", "make"]
+__all__ = [
+    "GridParams",
+    "GridState",
+    "GridWorld",
+    "list_envs",
+    "make",
+    "make_layout",
+    "sample_level",
+]

@@ -1,9 +1,10 @@
 """One entry point for every environment: ``make(name, **overrides) -> (env, env_params)``.
 
 Names are gymnax's registered ids (``"CartPole-v1"``, ``"Breakout-MinAtar"``, ...), the
-paper-style MinAtar alias (``"MinAtar-Breakout"``) and brax envs as ``"brax/<name>"``.
-Overrides replace fields of the env's ``EnvParams`` (gymnax) or set adapter options (brax),
-and are validated so that a typo fails loudly instead of being ignored.
+paper-style MinAtar alias (``"MinAtar-Breakout"``), brax envs as ``"brax/<name>"`` and the
+LPG/GROOVE gridworlds as ``"gridworld/<layout>"`` (plus ``"gridworld/random"``).
+Overrides replace fields of the env's ``EnvParams`` (gymnax, gridworld) or set adapter
+options (brax), and are validated so that a typo fails loudly instead of being ignored.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from typing import Any
 
 import gymnax
 import jax
+import jax.numpy as jnp
 from gymnax.environments.classic_control import cartpole
 
+from envs import gridworld
+
 BRAX_PREFIX = "brax/"
+GRIDWORLD_PREFIX = "gridworld/"
 BRAX_INSTALL_HINT = 'pip install "rl-discovery[brax]"'
 
 # brax 0.14's registry (brax.envs._envs), used by list_envs when brax is not installed.
@@ -106,6 +111,8 @@ class ConsistentCartPole(cartpole.CartPole):
 def _family(name: str) -> str:
     if name.startswith(BRAX_PREFIX):
         return "brax"
+    if name.startswith(GRIDWORLD_PREFIX):
+        return "gridworld"
     for suffix, family in (("-MinAtar", "MinAtar"), ("-bsuite", "bsuite"), ("-misc", "misc")):
         if name.endswith(suffix):
             return family
@@ -125,13 +132,17 @@ def _brax_names() -> list[str]:
     return [BRAX_PREFIX + n for n in names]
 
 
+def _gridworld_names() -> list[str]:
+    return [GRIDWORLD_PREFIX + n for n in (*gridworld.LAYOUTS, gridworld.RANDOM_LEVEL)]
+
+
 def list_envs() -> list[str]:
     """All canonical environment names ``make`` accepts (aliases not included).
 
     Brax names come from brax's own registry when brax is importable, else from the
     list brax 0.14 ships.
     """
-    return _gymnax_names() + _brax_names()
+    return _gymnax_names() + _brax_names() + _gridworld_names()
 
 
 def _aliases() -> dict[str, str]:
@@ -167,7 +178,8 @@ def make(
         name: a name from :func:`list_envs`, or a ``MinAtar-<Game>`` alias.
         env_kwargs: constructor arguments that fix shapes and so cannot live in
             EnvParams (e.g. ``{"size": 10}`` for DeepSea-bsuite, or a brax env's
-            constructor arguments such as ``{"ctrl_cost_weight": 0.5}``).
+            constructor arguments such as ``{"ctrl_cost_weight": 0.5}``, or a gridworld's
+            ``max_size``, ``max_objects``, ``observation``).
         **overrides: for gymnax envs, ``EnvParams`` fields to replace (derived fields
             are recomputed); for brax envs, adapter options ``backend``,
             ``episode_length``, ``action_repeat`` or the param ``max_steps_in_episode``.
@@ -186,6 +198,8 @@ def make(
     env_kwargs = dict(env_kwargs or {})
     if name.startswith(BRAX_PREFIX):
         return _make_brax(name, env_kwargs, overrides)
+    if name.startswith(GRIDWORLD_PREFIX):
+        return _make_gridworld(name, env_kwargs, overrides)
     canonical = _aliases().get(name, name)
     if canonical not in gymnax.registered_envs:
         raise _unknown_name_error(name)
@@ -246,6 +260,35 @@ def apply_overrides(name: str, env_params: Any, overrides: Mapping[str, Any]) ->
                 f"Allowed fields: {', '.join(settable)}."
             )
     return with_derived_params(name, env_params.replace(**overrides))
+
+
+def _make_gridworld(
+    name: str, env_kwargs: dict[str, Any], overrides: Mapping[str, Any]
+) -> tuple[Any, Any]:
+    level = name[len(GRIDWORLD_PREFIX) :]
+    known = _gridworld_names()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"Unknown gridworld {name!r}.{hint} Known gridworlds: {', '.join(known)}.")
+    try:
+        env, env_params = gridworld.make_gridworld(level, **env_kwargs)
+    except TypeError as err:
+        raise ValueError(
+            f"Invalid env_kwargs {env_kwargs!r} for {name!r}: {err}. Gridworlds take "
+            "max_size, max_objects and observation."
+        ) from err
+    params = apply_overrides(name, env_params, overrides)
+    # Overrides keep each field's dtype and shape, so one compiled step serves every level.
+    for field in overrides:
+        value, reference = getattr(params, field), getattr(env_params, field)
+        value = jnp.asarray(value, reference.dtype)
+        if value.shape != reference.shape:
+            raise ValueError(
+                f"{name}: override {field} has shape {value.shape}, expected {reference.shape}."
+            )
+        params = params.replace(**{field: value})
+    return env, params
 
 
 def _make_brax(

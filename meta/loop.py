@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,7 @@ class MetaTrainConfig:
     """A drift meta-training run (the defaults are the README's small CPU demo).
 
     Attributes:
+      component: marks the config kind for ``discover meta-train``.
       name: run name; results go to ``<runs_dir>/<name>/``.
       seed: the run's seed; same config and seed give the same numbers.
       generations: ES generations to run.
@@ -52,6 +53,7 @@ class MetaTrainConfig:
       keep_checkpoints: how many recent checkpoints to keep.
     """
 
+    component: Literal["drift"] = "drift"
     name: str = "lpo-cartpole-demo"
     seed: int = 0
     generations: int = field(default=40, metadata={"min": 1})
@@ -217,6 +219,76 @@ class MetaTrainResult:
         return self.es.mean(self.state.es_state)
 
 
+def run_generations(
+    step: Callable[[Any], tuple[Any, dict[str, Any]]],
+    state: Any,
+    run_dir: str | Path,
+    *,
+    generations: int,
+    checkpoint_every: int,
+    keep_checkpoints: int,
+    resume: bool = False,
+    steps_per_generation: int = 0,
+    metadata: dict[str, Any] | None = None,
+    record_extras: Callable[[Any], dict[str, Any]] | None = None,
+    on_generation: Callable[[dict[str, Any]], None] | None = None,
+    stop_after: int | None = None,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The outer loop shared by every meta-optimiser: step, log, checkpoint, resume.
+
+    ``state`` is any pytree with an integer ``generation`` field, and ``step(state) ->
+    (state, metrics)`` one generation (an ES generation or a meta-gradient update).
+    Each generation appends a record to ``metrics.jsonl``; a checkpoint is written every
+    ``checkpoint_every`` generations and at the end. With ``resume`` the latest
+    checkpoint is restored and the log is cut back to it, so a killed run continues
+    exactly. ``record_extras(state)`` adds fields to each record; ``stop_after`` ends
+    this call after that many generations, as a kill would (used to test resume).
+    """
+    run_dir = Path(run_dir)
+    checkpoint_dir = run_dir / "checkpoints"
+    metrics_path = run_dir / "metrics.jsonl"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    is_writer = jax.process_index() == 0
+
+    latest = ckpt.latest_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
+    if resume and latest is not None:
+        state, _ = ckpt.load_checkpoint(latest, state)
+    elif not resume and metrics_path.exists():
+        metrics_path.unlink()
+    start = int(state.generation)
+    if is_writer:
+        _truncate_metrics(metrics_path, start)
+
+    history: list[dict[str, Any]] = []
+    end = generations if stop_after is None else min(generations, start + stop_after)
+    for generation in range(start, end):
+        tic = time.perf_counter()
+        state, metrics = step(state)
+        metrics = jax.device_get(metrics)
+        record = {"generation": generation}
+        record.update({k: _to_python(v) for k, v in metrics.items()})
+        if record_extras is not None:
+            record.update(record_extras(state))
+        record["wall_time_s"] = time.perf_counter() - tic
+        record["env_steps"] = steps_per_generation * (generation + 1)
+        history.append(record)
+        if is_writer:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            done = generation + 1
+            if done % checkpoint_every == 0 or done == generations:
+                ckpt.save_checkpoint(
+                    checkpoint_dir,
+                    done,
+                    state,
+                    metadata={"generation": done, **(metadata or {})},
+                    keep=keep_checkpoints,
+                )
+        if on_generation is not None:
+            on_generation(record)
+    return state, history
+
+
 def meta_train(
     config: MetaTrainConfig,
     run_dir: str | Path,
@@ -231,35 +303,13 @@ def meta_train(
     would (used to test resume).
     """
     maybe_initialize_distributed()
-    run_dir = Path(run_dir)
-    checkpoint_dir = run_dir / "checkpoints"
-    metrics_path = run_dir / "metrics.jsonl"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    is_writer = jax.process_index() == 0
-
     key = jax.random.key(config.seed)
     key_task, key_init, key_es, key_loop = jax.random.split(key, 4)
     task = make_drift_task(config.task, key_task)
     init_params = task.init_params(key_init)
     es = make_es(config.es, init_params)
-    state = LoopState(
-        es_state=es.init(key_es, init_params),
-        key=key_loop,
-        generation=jnp.int32(0),
-        best_params=init_params,
-        best_fitness=jnp.float32(-jnp.inf),
-    )
-    latest = ckpt.latest_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
-    if resume and latest is not None:
-        state, _ = ckpt.load_checkpoint(latest, state)
-    elif not resume and metrics_path.exists():
-        metrics_path.unlink()
-    start = int(state.generation)
-    if is_writer:
-        _truncate_metrics(metrics_path, start)
-
+    state = initial_loop_state(es, key_es, key_loop, init_params)
     devices = population_devices(config.es.population_size)
-    step = make_generation_step(es, task.fitness, devices)
     steps_per_generation = (
         config.es.population_size
         * len(config.task.envs)
@@ -271,31 +321,43 @@ def meta_train(
         "ppo_returns": task.ppo_returns.tolist(),
         "random_returns": task.random_returns.tolist(),
     }
-    history: list[dict[str, Any]] = []
-    end = config.generations if stop_after is None else min(config.generations, start + stop_after)
-    for generation in range(start, end):
-        tic = time.perf_counter()
-        state, metrics = step(state)
-        metrics = jax.device_get(metrics)
-        record = {"generation": generation}
-        record.update({k: _to_python(v) for k, v in metrics.items()})
-        record["best_fitness"] = float(state.best_fitness)
-        record["learning_rate"] = float(es.learning_rate(state.es_state))
-        record["wall_time_s"] = time.perf_counter() - tic
-        record["env_steps"] = steps_per_generation * (generation + 1)
-        history.append(record)
-        if is_writer:
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            done = generation + 1
-            if done % config.checkpoint_every == 0 or done == config.generations:
-                ckpt.save_checkpoint(
-                    checkpoint_dir,
-                    done,
-                    state,
-                    metadata={"generation": done, "baselines": baselines},
-                    keep=config.keep_checkpoints,
-                )
-        if on_generation is not None:
-            on_generation(record)
-    return MetaTrainResult(run_dir, state, task, es, history)
+    state, history = run_generations(
+        make_generation_step(es, task.fitness, devices),
+        state,
+        run_dir,
+        generations=config.generations,
+        checkpoint_every=config.checkpoint_every,
+        keep_checkpoints=config.keep_checkpoints,
+        resume=resume,
+        steps_per_generation=steps_per_generation,
+        metadata={"baselines": baselines},
+        record_extras=es_record_extras(es),
+        on_generation=on_generation,
+        stop_after=stop_after,
+    )
+    return MetaTrainResult(Path(run_dir), state, task, es, history)
+
+
+def initial_loop_state(
+    es: EvolutionStrategy, key_es: jax.Array, key_loop: jax.Array, init_params: Any
+) -> LoopState:
+    """The ES loop's state at generation 0, its mean at ``init_params``."""
+    return LoopState(
+        es_state=es.init(key_es, init_params),
+        key=key_loop,
+        generation=jnp.int32(0),
+        best_params=init_params,
+        best_fitness=jnp.float32(-jnp.inf),
+    )
+
+
+def es_record_extras(es: EvolutionStrategy) -> Callable[[LoopState], dict[str, Any]]:
+    """The ES fields logged with every generation (best fitness so far, step size)."""
+
+    def extras(state: LoopState) -> dict[str, Any]:
+        return {
+            "best_fitness": float(state.best_fitness),
+            "learning_rate": float(es.learning_rate(state.es_state)),
+        }
+
+    return extras

@@ -1,0 +1,217 @@
+"""Objective-discovery tasks: where LPG agents live, and how an objective is scored.
+
+Meta-training places each agent on a level drawn from :class:`LevelsConfig` (GROOVE's
+random gridworlds by default, or named layouts, or any one registered env); all levels
+share one env shape, so one compiled program serves every level. An objective is then
+judged on the hand-made held-out layouts (LPG, Oh et al., 2020; GROOVE, Jackson et al.,
+2023) by the final return of fresh agents trained with it for a whole lifetime.
+
+For evolution strategies, :func:`make_objective_task` gives ``fitness(population, key)
+-> (fitness [P], returns [P, E])``: every member trains agents on the same ``E`` levels
+with the same keys and lifetimes (common random numbers), and its fitness is their mean
+final return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import envs as env_registry
+from agents.lpg_agent import (
+    LPGAgent,
+    LPGAgentConfig,
+    lifetime_final_return,
+    lifetime_final_reward_rate,
+    make_lpg_agent,
+    sample_lifetime,
+)
+from discovery.objective import Objective
+from envs import gridworld
+from envs.registry import GRIDWORLD_PREFIX
+
+_RANDOM = GRIDWORLD_PREFIX + gridworld.RANDOM_LEVEL
+HELD_OUT_LAYOUTS = ("dense", "sparse", "long", "longer", "long_dense")
+
+
+@dataclass(frozen=True)
+class LevelsConfig:
+    """The levels agents train on during meta-training.
+
+    Attributes:
+      train: env names: ``"gridworld/random"`` (a fresh random level per agent),
+        ``"gridworld/<layout>"`` names (drawn uniformly), or one other registered env.
+      max_size, max_objects: the gridworld shape every training level is padded to.
+      held_out: the layouts the discovered objective is evaluated on.
+    """
+
+    train: tuple[str, ...] = (_RANDOM,)
+    max_size: int = field(default=10, metadata={"min": 2})
+    max_objects: int = field(default=5, metadata={"min": 1})
+    held_out: tuple[str, ...] = HELD_OUT_LAYOUTS
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError("levels.train=() must name at least one env")
+        grid = [n.startswith(GRIDWORLD_PREFIX) for n in self.train]
+        if not all(grid) and len(self.train) > 1:
+            raise ValueError(
+                f"levels.train={self.train}: several envs must all be gridworlds "
+                "(one env shape for every level)"
+            )
+        for name in self.held_out:
+            if name not in gridworld.LAYOUTS:
+                known = ", ".join(gridworld.LAYOUTS)
+                raise ValueError(f"levels.held_out: unknown layout {name!r}; known: {known}")
+
+
+def make_level_sampler(levels: LevelsConfig) -> tuple[Any, Callable[[jax.Array], Any]]:
+    """``(env, sample_level)``: the training env and a jittable ``sample_level(key) -> params``."""
+    if not levels.train[0].startswith(GRIDWORLD_PREFIX):
+        env, params = env_registry.make(levels.train[0])
+        return env, lambda key: params
+    env = gridworld.GridWorld(levels.max_size, levels.max_objects)
+    names = [n[len(GRIDWORLD_PREFIX):] for n in levels.train]
+    for name in names:
+        if name != gridworld.RANDOM_LEVEL and name not in gridworld.LAYOUTS:
+            known = ", ".join([*gridworld.LAYOUTS, gridworld.RANDOM_LEVEL])
+            raise ValueError(f"levels.train: unknown gridworld {name!r}; known: {known}")
+    random_level = partial(
+        gridworld.sample_level, max_size=levels.max_size, max_objects=levels.max_objects
+    )
+    fixed = [
+        gridworld.make_layout(n, levels.max_size, levels.max_objects)
+        for n in names
+        if n != gridworld.RANDOM_LEVEL
+    ]
+    if not fixed:
+        return env, random_level
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *fixed)
+    include_random = gridworld.RANDOM_LEVEL in names
+
+    def sample_level(key: jax.Array) -> Any:
+        key_pick, key_random = jax.random.split(key)
+        pick = jax.random.randint(key_pick, (), 0, len(fixed) + int(include_random))
+        layout = jax.tree.map(lambda x: x[jnp.minimum(pick, len(fixed) - 1)], stacked)
+        if not include_random:
+            return layout
+        drawn = random_level(key_random)
+        return jax.tree.map(lambda a, b: jnp.where(pick == len(fixed), a, b), drawn, layout)
+
+    return env, sample_level
+
+
+@dataclass(frozen=True)
+class ObjectiveTaskConfig:
+    """How evolution strategies score an objective.
+
+    Attributes:
+      agents: agents per population member per generation, each on its own level
+        (the levels, keys and lifetimes are shared by the whole population).
+      lifetime_min, lifetime_max: lifetimes in updates, log-uniform between (TA-LPG
+        uses 10..250; equal values fix it).
+      final_fraction: an agent's score is its mean episode return over this last
+        fraction of its lifetime.
+    """
+
+    agents: int = field(default=8, metadata={"min": 1})
+    lifetime_min: int = field(default=250, metadata={"min": 1})
+    lifetime_max: int = field(default=250, metadata={"min": 1})
+    final_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+
+    def __post_init__(self) -> None:
+        if self.lifetime_min > self.lifetime_max:
+            raise ValueError(
+                f"lifetime_min={self.lifetime_min} must be <= lifetime_max={self.lifetime_max}"
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectiveTask:
+    """A built objective-discovery task for ES (see :func:`make_objective_task`)."""
+
+    config: ObjectiveTaskConfig
+    objective: Objective
+    agent: LPGAgent
+    fitness: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
+
+    def init_params(self, key: jax.Array) -> Any:
+        return self.objective.init(key)
+
+
+def make_objective_task(
+    config: ObjectiveTaskConfig,
+    objective: Objective,
+    agent_config: LPGAgentConfig,
+    levels: LevelsConfig,
+) -> ObjectiveTask:
+    """``fitness(population, key)``: mean final return of each member's agents."""
+    env, sample_level = make_level_sampler(levels)
+    probe = sample_level(jax.random.key(0))
+    agent = make_lpg_agent(agent_config, env, probe, objective)
+
+    def member_returns(objective_params, keys, level_batch, lifetimes):
+        _, metrics = jax.vmap(agent.train, in_axes=(0, None, 0, 0, None))(
+            keys, objective_params, level_batch, lifetimes, config.lifetime_max
+        )
+        return lifetime_final_return(metrics, config.final_fraction)
+
+    def fitness(population: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        key_levels, key_lifetimes, key_agents = jax.random.split(key, 3)
+        level_batch = jax.vmap(sample_level)(jax.random.split(key_levels, config.agents))
+        lifetimes = jax.vmap(
+            lambda k: sample_lifetime(k, config.lifetime_min, config.lifetime_max)
+        )(jax.random.split(key_lifetimes, config.agents))
+        keys = jax.random.split(key_agents, config.agents)
+        returns = jax.vmap(member_returns, in_axes=(0, None, None, None))(
+            population, keys, level_batch, lifetimes
+        )
+        return jnp.nanmean(returns, axis=-1), returns
+
+    return ObjectiveTask(config, objective, agent, fitness)
+
+
+def make_objective_evaluator(
+    objective: Objective,
+    agent_config: LPGAgentConfig,
+    layouts: tuple[str, ...],
+    seeds: int,
+    lifetime: int,
+    final_fraction: float = 0.1,
+) -> Callable[[Any, jax.Array], dict[str, np.ndarray]]:
+    """``evaluate(objective_params, key) -> {"return", "reward_rate"}``, each ``[L, seeds]``.
+
+    Fresh agents train with the objective for ``lifetime`` updates on each layout (in
+    its own env shape); one program per layout, compiled on the first call. "return" is
+    the final episode return (NaN where no episode ended in the final window, as on
+    layouts whose episodes outlast it); "reward_rate" the final reward per step.
+    """
+    programs = []
+    for name in layouts:
+        env, params = env_registry.make(GRIDWORLD_PREFIX + name)
+        agent = make_lpg_agent(agent_config, env, params, objective)
+
+        def run(objective_params, key, agent=agent, params=params):
+            keys = jax.random.split(key, seeds)
+            _, metrics = jax.vmap(agent.train, in_axes=(0, None, None, None, None))(
+                keys, objective_params, params, jnp.int32(lifetime), lifetime
+            )
+            return {
+                "return": lifetime_final_return(metrics, final_fraction),
+                "reward_rate": lifetime_final_reward_rate(metrics, final_fraction),
+            }
+
+        programs.append(jax.jit(run))
+
+    def evaluate(objective_params: Any, key: jax.Array) -> dict[str, np.ndarray]:
+        keys = jax.random.split(key, len(programs))
+        per_layout = [jax.device_get(run(objective_params, k)) for run, k in zip(programs, keys)]
+        return {name: np.stack([r[name] for r in per_layout]) for name in per_layout[0]}
+
+    return evaluate

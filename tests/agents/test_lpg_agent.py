@@ -1,0 +1,151 @@
+"""LPG agents: rollouts, the learned-objective update, lifetimes, and learning with a
+hand-written objective on a tiny gridworld."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agents.lpg_agent import (
+    LPGAgentConfig,
+    ObjectiveInputs,
+    ObjectiveTargets,
+    lifetime_final_return,
+    make_lpg_agent,
+    sample_lifetime,
+)
+from envs.gridworld import GridWorld, Layout
+
+M = 4
+# A corridor: the agent starts on the left; the object on the right pays 1 and ends the
+# episode. Optimal return 1 in 2 steps; a random walk often times out.
+CORRIDOR = Layout(grid=("S..0",), objects=((1.0, 1.0, 0.0),), max_steps_in_episode=12)
+
+
+@dataclass(frozen=True)
+class _ObjectiveConfig:
+    prediction_size: int = M
+
+
+@dataclass(frozen=True)
+class ReturnObjective:
+    """A hand-written 'objective': pi_hat = scale * discounted reward-to-go within the
+    rollout (REINFORCE), y_hat uniform. Stands in for a learned one."""
+
+    config: _ObjectiveConfig = _ObjectiveConfig()
+
+    @staticmethod
+    def init(key):
+        del key
+        return {"scale": jnp.float32(1.0)}
+
+    @staticmethod
+    def apply(params, inputs: ObjectiveInputs) -> ObjectiveTargets:
+        def backward(carry, step):
+            reward, end = step
+            carry = reward + 0.9 * carry * (1.0 - end)
+            return carry, carry
+
+        _, to_go = jax.lax.scan(
+            backward, 0.0, (inputs.reward, inputs.episode_end.astype(jnp.float32)), reverse=True
+        )
+        y_hat = jnp.full(inputs.prediction.shape, 1.0 / M)
+        return ObjectiveTargets(pi_hat=params["scale"] * (to_go - to_go.mean()), y_hat=y_hat)
+
+
+@pytest.fixture(scope="module")
+def corridor():
+    env = GridWorld(max_size=4, max_objects=1)
+    params = CORRIDOR.to_params(4, 1)
+    config = LPGAgentConfig(num_envs=8, rollout_len=10, lr=40.0)
+    agent = make_lpg_agent(config, env, params, ReturnObjective())
+    return env, params, agent
+
+
+def test_rollout_shapes_and_uniform_policy_at_birth(corridor):
+    env, params, agent = corridor
+    state = agent.init(jax.random.key(0), params, 50)
+    state2, experience = jax.jit(agent.rollout)(state)
+    assert experience.obs.shape == (10, 8, env.observation_size())
+    assert experience.action.shape == experience.reward.shape == (10, 8)
+    logits = agent.policy_logits(state.params, experience.obs)
+    np.testing.assert_allclose(jax.nn.softmax(logits), 0.2, rtol=1e-6)
+    assert int(state2.update_idx) == 0  # acting is not learning
+    assert not np.array_equal(jax.random.key_data(state2.key), jax.random.key_data(state.key))
+
+
+def test_update_reinforces_rewarded_actions_and_is_differentiable_in_the_objective(corridor):
+    _, params, agent = corridor
+    state = agent.init(jax.random.key(1), params, 50)
+    state, experience = agent.rollout(state)
+    assert float(experience.reward.sum()) > 0, "the fixed key must give a rewarded step"
+    new_state, metrics = jax.jit(agent.update)({"scale": jnp.float32(1.0)}, state, experience)
+    rewarded = np.asarray(experience.reward) > 0
+
+    def log_prob(p):
+        logits = agent.policy_logits(p, experience.obs)
+        all_lp = jax.nn.log_softmax(logits)
+        return jnp.take_along_axis(all_lp, experience.action[..., None], -1)[..., 0]
+
+    gain = np.asarray(log_prob(new_state.params) - log_prob(state.params))
+    assert gain[rewarded].min() > 0
+    assert int(new_state.update_idx) == 1
+    assert metrics["targets"].pi_hat.shape == (10, 8)
+
+    def new_policy_sum(scale):
+        s, _ = agent.update({"scale": scale}, state, experience)
+        return jnp.sum(log_prob(s.params) * rewarded)
+
+    grad = jax.grad(new_policy_sum)(jnp.float32(1.0))
+    assert np.isfinite(grad) and grad > 0
+
+
+def test_updates_after_the_lifetime_are_skipped(corridor):
+    _, params, agent = corridor
+    train = jax.jit(agent.train, static_argnums=4)
+    objective_params = {"scale": jnp.float32(1.0)}
+    short, metrics = train(jax.random.key(2), objective_params, params, jnp.int32(3), 5)
+    np.testing.assert_array_equal(metrics["alive"], [True, True, True, False, False])
+    assert int(short.update_idx) == 3
+    exact, _ = train(jax.random.key(2), objective_params, params, jnp.int32(3), 3)
+    jax.tree.map(np.testing.assert_array_equal, short.params, exact.params)
+
+
+@pytest.mark.slow
+def test_agent_learns_the_corridor_with_a_reinforce_objective(corridor):
+    _, params, agent = corridor
+    train = jax.jit(jax.vmap(agent.train, in_axes=(0, None, None, None, None)), static_argnums=4)
+    keys = jax.random.split(jax.random.key(3), 4)
+    _, metrics = train(keys, {"scale": jnp.float32(1.0)}, params, jnp.int32(60), 60)
+    _, frozen = train(keys, {"scale": jnp.float32(0.0)}, params, jnp.int32(60), 60)
+    learned, untrained = lifetime_final_return(metrics), lifetime_final_return(frozen)
+    # Random walk: about 0.4 of episodes reach the object in 12 steps; learners all do.
+    assert np.all(np.asarray(learned) > 0.95), learned
+    assert np.all(np.asarray(untrained) < 0.7), untrained
+
+
+def test_lifetime_final_return_weights_episodes_within_each_lifetime():
+    metrics = {
+        "alive": jnp.array([[True] * 10, [True] * 5 + [False] * 5]),
+        "episodes": jnp.array([[1] * 9 + [3], [2, 2, 2, 2, 4, 0, 0, 0, 0, 0]]),
+        "episode_return": jnp.array(
+            [[0.0] * 9 + [2.0], [1.0, 1.0, 1.0, 1.0, 5.0] + [jnp.nan] * 5]
+        ),
+    }
+    out = np.asarray(lifetime_final_return(metrics, fraction=0.2))
+    # Agent 0: last 2 updates, (1*0 + 3*2) / 4; agent 1 lived 5: its last update only.
+    np.testing.assert_allclose(out, [1.5, 5.0])
+
+
+def test_sample_lifetime_is_log_uniform_within_bounds():
+    lifetimes = np.asarray(
+        jax.vmap(lambda k: sample_lifetime(k, 10, 250))(jax.random.split(jax.random.key(4), 4000))
+    )
+    assert lifetimes.min() >= 10 and lifetimes.max() <= 250
+    # Log-uniform: the median is near the geometric mean sqrt(10 * 250) = 50.
+    assert 40 < np.median(lifetimes) < 62
+    assert int(sample_lifetime(jax.random.key(5), 7, 7)) == 7
