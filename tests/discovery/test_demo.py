@@ -30,16 +30,22 @@ def test_default_meta_training_raises_fitness(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
+    from discovery.cli import config_component
     from discovery.config import load_config
     from discovery.train import TrainConfig
     from meta.loop import MetaTrainConfig
+    from meta.objective_loop import ObjectiveMetaTrainConfig
 
     configs = Path(__file__).resolve().parents[2] / "configs"
+    meta_configs = {"drift": MetaTrainConfig, "objective": ObjectiveMetaTrainConfig}
     loaded = 0
     for path in sorted(configs.glob("*.yaml")):
-        cls = TrainConfig if path.name.startswith("ppo_") else MetaTrainConfig
+        if path.name.startswith("ppo_"):
+            cls = TrainConfig
+        else:
+            cls = meta_configs[config_component(str(path), [])]
         load_config(cls, path)
         loaded += 1
-    assert loaded >= 4
+    assert loaded >= 6
     demo = load_config(MetaTrainConfig, configs / "lpo_cartpole.yaml")
     assert demo == MetaTrainConfig(), "configs/lpo_cartpole.yaml must spell out the demo"
