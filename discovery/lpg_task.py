@@ -9,13 +9,17 @@ judged on the hand-made held-out layouts (LPG, Oh et al., 2020; GROOVE, Jackson 
 For evolution strategies, :func:`make_objective_task` gives ``fitness(population, key)
 -> (fitness [P], returns [P, E])``: every member trains agents on the same ``E`` levels
 with the same keys and lifetimes (common random numbers), and its fitness is their mean
-final return.
+final return. ``fitness_on_levels(population, key, levels)`` does the same on levels a
+curriculum chose, and also scores each level for it: the population's mean final
+reward rate (``"return"``) and, with an A2C antagonist trained on each level for the
+same lifetime, ``"antagonist_return"`` and ``"algorithmic_regret"`` (GROOVE, Jackson et
+al., 2023).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -24,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs as env_registry
+from agents.a2c import A2CConfig, make_a2c
 from agents.lpg_agent import (
     LPGAgent,
     LPGAgentConfig,
@@ -34,9 +39,11 @@ from agents.lpg_agent import (
 )
 from discovery.objective import Objective
 from envs import gridworld
+from envs.levels import LevelSpace, make_level_space
 from envs.registry import GRIDWORLD_PREFIX
 
 _RANDOM = GRIDWORLD_PREFIX + gridworld.RANDOM_LEVEL
+_RANDOM_SUFFIX = "/" + gridworld.RANDOM_LEVEL
 HELD_OUT_LAYOUTS = ("dense", "sparse", "long", "longer", "long_dense")
 
 
@@ -46,7 +53,9 @@ class LevelsConfig:
 
     Attributes:
       train: env names: ``"gridworld/random"`` (a fresh random level per agent),
-        ``"gridworld/<layout>"`` names (drawn uniformly), or one other registered env.
+        ``"gridworld/<layout>"`` names (drawn uniformly), one other registered env, or
+        ``"<env>/random"`` for a classic-control env whose physics are drawn from its
+        level space (:mod:`envs.levels`).
       max_size, max_objects: the gridworld shape every training level is padded to.
       held_out: the layouts the discovered objective is evaluated on.
     """
@@ -71,8 +80,26 @@ class LevelsConfig:
                 raise ValueError(f"levels.held_out: unknown layout {name!r}; known: {known}")
 
 
+def level_space(levels: LevelsConfig) -> LevelSpace | None:
+    """The parameterised level space the training levels come from, if there is one:
+    the random gridworlds, or ``"<env>/random"`` physics; ``None`` for fixed levels."""
+    if levels.train == (_RANDOM,):
+        return make_level_space(
+            "gridworld", max_size=levels.max_size, max_objects=levels.max_objects
+        )
+    name = levels.train[0]
+    if len(levels.train) == 1 and name.endswith(_RANDOM_SUFFIX) and not name.startswith(
+        GRIDWORLD_PREFIX
+    ):
+        return make_level_space(name[: -len(_RANDOM_SUFFIX)])
+    return None
+
+
 def make_level_sampler(levels: LevelsConfig) -> tuple[Any, Callable[[jax.Array], Any]]:
     """``(env, sample_level)``: the training env and a jittable ``sample_level(key) -> params``."""
+    space = level_space(levels)
+    if space is not None and not levels.train[0].startswith(GRIDWORLD_PREFIX):
+        return space.env, space.sample
     if not levels.train[0].startswith(GRIDWORLD_PREFIX):
         env, params = env_registry.make(levels.train[0])
         return env, lambda key: params
@@ -140,6 +167,9 @@ class ObjectiveTask:
     objective: Objective
     agent: LPGAgent
     fitness: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
+    fitness_on_levels: Callable[
+        [Any, jax.Array, Any], tuple[jax.Array, jax.Array, dict[str, jax.Array]]
+    ]
 
     def init_params(self, key: jax.Array) -> Any:
         return self.objective.init(key)
@@ -150,31 +180,61 @@ def make_objective_task(
     objective: Objective,
     agent_config: LPGAgentConfig,
     levels: LevelsConfig,
+    antagonist: A2CConfig | None = None,
 ) -> ObjectiveTask:
-    """``fitness(population, key)``: mean final return of each member's agents."""
+    """``fitness(population, key)``: mean final return of each member's agents.
+
+    With ``antagonist`` (its ``num_updates`` is set to ``lifetime_max``), each level of
+    ``fitness_on_levels`` is also scored by algorithmic regret.
+    """
     env, sample_level = make_level_sampler(levels)
     probe = sample_level(jax.random.key(0))
     agent = make_lpg_agent(agent_config, env, probe, objective)
+    a2c = None
+    if antagonist is not None:
+        a2c = make_a2c(replace(antagonist, num_updates=config.lifetime_max), env, probe)
 
     def member_returns(objective_params, keys, level_batch, lifetimes):
         _, metrics = jax.vmap(agent.train, in_axes=(0, None, 0, 0, None))(
             keys, objective_params, level_batch, lifetimes, config.lifetime_max
         )
-        return lifetime_final_return(metrics, config.final_fraction)
+        return (
+            lifetime_final_return(metrics, config.final_fraction),
+            lifetime_final_reward_rate(metrics, config.final_fraction),
+        )
 
-    def fitness(population: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        key_levels, key_lifetimes, key_agents = jax.random.split(key, 3)
-        level_batch = jax.vmap(sample_level)(jax.random.split(key_levels, config.agents))
+    def antagonist_rates(keys, level_batch, lifetimes):
+        _, metrics = jax.vmap(lambda k, level, n: a2c.train(k, level, None, n))(
+            keys, level_batch, lifetimes
+        )
+        alive = jnp.arange(config.lifetime_max) < lifetimes[:, None]
+        return lifetime_final_reward_rate(metrics | {"alive": alive}, config.final_fraction)
+
+    def fitness_on_levels(population: Any, key: jax.Array, level_batch: Any):
+        key_lifetimes, key_agents, key_antagonists = jax.random.split(key, 3)
         lifetimes = jax.vmap(
             lambda k: sample_lifetime(k, config.lifetime_min, config.lifetime_max)
         )(jax.random.split(key_lifetimes, config.agents))
         keys = jax.random.split(key_agents, config.agents)
-        returns = jax.vmap(member_returns, in_axes=(0, None, None, None))(
+        returns, rates = jax.vmap(member_returns, in_axes=(0, None, None, None))(
             population, keys, level_batch, lifetimes
         )
-        return jnp.nanmean(returns, axis=-1), returns
+        rate = jnp.nanmean(rates, axis=0)
+        scores = {"return": rate}
+        if a2c is not None:
+            opponent = antagonist_rates(
+                jax.random.split(key_antagonists, config.agents), level_batch, lifetimes
+            )
+            scores |= {"antagonist_return": opponent, "algorithmic_regret": opponent - rate}
+        return jnp.nanmean(returns, axis=-1), returns, scores
 
-    return ObjectiveTask(config, objective, agent, fitness)
+    def fitness(population: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        key_levels, key_rest = jax.random.split(key)
+        level_batch = jax.vmap(sample_level)(jax.random.split(key_levels, config.agents))
+        fitness, returns, _ = fitness_on_levels(population, key_rest, level_batch)
+        return fitness, returns
+
+    return ObjectiveTask(config, objective, agent, fitness, fitness_on_levels)
 
 
 def make_objective_evaluator(

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs as env_registry
-from agents.a2c import A2CConfig, make_a2c
+from agents.a2c import make_a2c
 from agents.lpg_agent import lifetime_final_return, lifetime_final_reward_rate
 from discovery.config import save_config
 from discovery.lpg_task import make_objective_evaluator
@@ -29,6 +29,7 @@ from envs.registry import GRIDWORLD_PREFIX
 from meta.objective_loop import (
     ObjectiveMetaTrainConfig,
     ObjectiveMetaTrainResult,
+    a2c_like,
     meta_train_objective,
 )
 
@@ -38,13 +39,7 @@ def a2c_baseline(
 ) -> dict[str, np.ndarray]:
     """The A2C baseline with the LPG agents' rollout shape and lifetime:
     ``{"return", "reward_rate"}``, each ``[L, seeds]`` (as the objective evaluator's)."""
-    a2c_config = A2CConfig(
-        num_envs=config.agent.num_envs,
-        rollout_len=config.agent.rollout_len,
-        num_updates=config.eval_lifetime,
-        network=config.agent.network,
-        hidden_sizes=tuple(config.agent.hidden_sizes),
-    )
+    a2c_config = a2c_like(config.agent, config.eval_lifetime)
     results: dict[str, list[np.ndarray]] = {"return": [], "reward_rate": []}
     for name, layout_key in zip(layouts, jax.random.split(key, len(layouts))):
         env, params = env_registry.make(GRIDWORLD_PREFIX + name)

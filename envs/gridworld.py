@@ -16,7 +16,9 @@ Per step:
 
 A level is a :class:`GridParams` value whose leaves are all arrays of fixed shapes, so
 one compiled ``step`` serves every level of an env shape, and levels can be vmapped,
-sampled (:func:`sample_level`, GROOVE's random distribution) and mutated by curricula.
+sampled (:func:`sample_level`, GROOVE's random distribution; :func:`generate_level`, the
+same with size, wall count, object count and episode length given) and mutated by
+curricula (``envs.levels``).
 The static shape lives in :class:`GridWorld` (gymnax's constructor-vs-EnvParams split).
 
 Observations (static ``observation``):
@@ -471,19 +473,34 @@ def _reachable(start: jax.Array, free: jax.Array) -> jax.Array:
     return reach
 
 
+def level_cells(params: GridParams) -> jax.Array:
+    """bool[S, S]: the cells inside the level's ``height x width``."""
+    size = params.walls.shape[-1]
+    rows = jnp.arange(size)
+    return (rows[:, None] < params.height) & (rows[None, :] < params.width)
+
+
+def reachable_cells(params: GridParams) -> jax.Array:
+    """bool[S, S]: cells the agent can reach from ``params.start`` (walls and edges block).
+
+    Jittable; vmap it over a batch of levels.
+    """
+    return _reachable(params.start, level_cells(params) & ~params.walls)
+
+
+# sample_level draws its four quantities from keys 0, 2, 3 and 10 of one split and
+# _generate uses the other seven, so that a key gives the same level as in earlier
+# versions (reproducible runs).
+_NUM_LEVEL_KEYS = 11
+
+
 @partial(jax.jit, static_argnames=("max_size", "max_objects"))
 def sample_level(key: jax.Array, max_size: int = 10, max_objects: int = 5) -> GridParams:
     """A level from GROOVE's random distribution (Jackson et al., 2023), padded to shape.
 
-    Square side U{4..max_size}; 1..max_objects objects (uniform count) on distinct cells
-    other than the start; first object's reward U[0, 1], others U[-1, 1]; p_terminate
-    log-U[1e-2, 1]; p_respawn log-U[1e-3, 1e-1]; episode length round(log-U[20, 750]).
-    Walls: a uniform count in 0..15 (capped by the free cells) on distinct cells other than
-    the start and the objects. Walls that cut an object off from the start are redrawn with
-    one wall fewer until every object is reachable (a choice of ours: the sources we follow
-    do not say how GROOVE handles it). Redraws lower the wall count mostly on 4x4 and 5x5
-    levels (mean 5.3 walls instead of 7.5 on 4x4); cells without objects may still be
-    walled off.
+    Square side U{4..max_size}; 1..max_objects objects (uniform count); a uniform wall
+    count in 0..15; episode length round(log-U[20, 750]). :func:`generate_level` draws the
+    rest (cells, object properties) and keeps every object reachable.
 
     Jittable and vmappable over ``key``; ``max_size`` and ``max_objects`` are static.
     """
@@ -493,21 +510,79 @@ def sample_level(key: jax.Array, max_size: int = 10, max_objects: int = 5) -> Gr
             f"sample_level needs max_size >= {MIN_RANDOM_SIZE} and max_objects <= "
             f"{MIN_RANDOM_SIZE**2 - 1}, got max_size={max_size}, max_objects={max_objects}."
         )
-    keys = jax.random.split(key, 11)
+    keys = jax.random.split(key, _NUM_LEVEL_KEYS)
     size = jax.random.randint(keys[0], (), MIN_RANDOM_SIZE, size_max + 1)
+    num_objects = jax.random.randint(keys[2], (), 1, slots + 1)
+    num_walls = jax.random.randint(keys[3], (), 0, MAX_RANDOM_WALLS + 1)
+    length = jnp.round(_log_uniform(keys[10], *EPISODE_LENGTH_RANGE))
+    length = jnp.clip(length, *EPISODE_LENGTH_RANGE).astype(jnp.int32)
+    return _generate(keys, size, num_walls, num_objects, length, size_max, slots)
+
+
+@partial(jax.jit, static_argnames=("max_size", "max_objects"))
+def generate_level(
+    key: jax.Array,
+    size: int | jax.Array,
+    num_walls: int | jax.Array,
+    num_objects: int | jax.Array,
+    max_steps: int | jax.Array,
+    max_size: int = 10,
+    max_objects: int = 5,
+) -> GridParams:
+    """A square level of GROOVE's random kind with its four shape quantities given.
+
+    Args:
+        key: draws the cells (start, objects, walls) and the object properties.
+        size: int[], side of the square level, clipped to 2..max_size.
+        num_walls: int[], walls wanted; capped by the free cells, then lowered by redraws
+            until every object is reachable (see below).
+        num_objects: int[], used object slots, clipped to 1..min(max_objects, size**2 - 1).
+        max_steps: int[], episode length, at least 1.
+        max_size, max_objects: the env shape (static).
+
+    Start and objects sit on distinct cells of the level; the first object's reward is
+    U[0, 1], the others' U[-1, 1]; p_terminate log-U[1e-2, 1]; p_respawn log-U[1e-3, 1e-1].
+    Walls lie on distinct cells other than the start and the objects. Walls that cut an
+    object off from the start are redrawn with one wall fewer until every object is
+    reachable (a choice of ours: the sources we follow do not say how GROOVE handles it).
+    Redraws lower the wall count mostly on 4x4 and 5x5 levels (mean 5.3 walls instead of
+    7.5 on 4x4 in :func:`sample_level`); cells without objects may still be walled off.
+
+    Jittable and vmappable over every traced argument.
+    """
+    size_max, slots = int(max_size), int(max_objects)
+    if size_max < 2 or slots < 1:
+        raise ValueError(
+            f"generate_level needs max_size >= 2 and max_objects >= 1, got "
+            f"max_size={max_size}, max_objects={max_objects}."
+        )
+    keys = jax.random.split(key, _NUM_LEVEL_KEYS)
+    return _generate(keys, size, num_walls, num_objects, max_steps, size_max, slots)
+
+
+def _generate(
+    keys: jax.Array,
+    size: int | jax.Array,
+    num_walls: int | jax.Array,
+    num_objects: int | jax.Array,
+    max_steps: int | jax.Array,
+    size_max: int,
+    slots: int,
+) -> GridParams:
+    size = jnp.clip(jnp.asarray(size, jnp.int32), 2, size_max)
+    num_objects = jnp.clip(
+        jnp.asarray(num_objects, jnp.int32), 1, jnp.minimum(slots, size * size - 1)
+    )
     rows, cols = jnp.divmod(jnp.arange(size_max * size_max), size_max)
     in_level = (rows < size) & (cols < size)
     order = jnp.argsort(jnp.where(in_level, jax.random.uniform(keys[1], in_level.shape), 2.0))
     start_cell, object_cells = order[0], order[1 : slots + 1]
-    num_objects = jax.random.randint(keys[2], (), 1, slots + 1)
     used = jnp.arange(slots) < num_objects
 
     occupied = jnp.zeros_like(in_level).at[start_cell].set(True)
     occupied = occupied.at[object_cells].max(used)
     candidates = in_level & ~occupied
-    num_walls = jnp.minimum(
-        jax.random.randint(keys[3], (), 0, MAX_RANDOM_WALLS + 1), jnp.sum(candidates)
-    )
+    num_walls = jnp.clip(jnp.asarray(num_walls, jnp.int32), 0, jnp.sum(candidates))
     start = jnp.stack(jnp.divmod(start_cell, size_max)).astype(jnp.int32)
     position = jnp.stack(jnp.divmod(object_cells, size_max), axis=-1).astype(jnp.int32)
     in_level_2d = in_level.reshape(size_max, size_max)
@@ -541,11 +616,9 @@ def sample_level(key: jax.Array, max_size: int = 10, max_objects: int = 5) -> Gr
     reward = reward.at[0].set(jax.random.uniform(keys[7]))
     p_terminate = _log_uniform(keys[8], *P_TERMINATE_RANGE, (slots,))
     p_respawn = _log_uniform(keys[9], *P_RESPAWN_RANGE, (slots,))
-    length = jnp.round(_log_uniform(keys[10], *EPISODE_LENGTH_RANGE))
-    length = jnp.clip(length, *EPISODE_LENGTH_RANGE).astype(jnp.int32)
     return GridParams(
-        height=size.astype(jnp.int32),
-        width=size.astype(jnp.int32),
+        height=size,
+        width=size,
         walls=walls,
         start=start,
         object_position=jnp.where(used[:, None], position, 0),
@@ -553,7 +626,7 @@ def sample_level(key: jax.Array, max_size: int = 10, max_objects: int = 5) -> Gr
         object_reward=jnp.where(used, reward, 0.0),
         object_p_terminate=jnp.where(used, p_terminate, 0.0),
         object_p_respawn=jnp.where(used, p_respawn, 0.0),
-        max_steps_in_episode=length,
+        max_steps_in_episode=jnp.maximum(jnp.asarray(max_steps, jnp.int32), 1),
     )
 
 

@@ -99,8 +99,8 @@ def population_devices(population_size: int) -> list[jax.Device] | None:
 
 
 def split_over_devices(
-    fitness_fn: Callable[[Any, jax.Array], Any], devices: Sequence[jax.Device]
-) -> Callable[[Any, jax.Array], Any]:
+    fitness_fn: Callable[..., tuple[Any, ...]], devices: Sequence[jax.Device]
+) -> Callable[..., tuple[Any, ...]]:
     """Score equal slices of the population on each device concurrently.
 
     Scoring is embarrassingly parallel over the population, so each device gets its
@@ -114,31 +114,49 @@ def split_over_devices(
     global_index = {device: index for index, device in enumerate(devices)}
     local = [device for device in jax.local_devices() if device in global_index]
 
-    def score(population: Any, key: jax.Array) -> Any:
+    def score(population: Any, key: jax.Array, *args: Any) -> Any:
         size = jax.tree.leaves(population)[0].shape[0] // len(devices)
         outputs = []
         for device in local:
             start = global_index[device] * size
             chunk = jax.tree.map(lambda x, start=start: x[start : start + size], population)
-            outputs.append(jitted(jax.device_put(chunk, device), jax.device_put(key, device)))
-        gathered = jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(outputs))
+            on_device = jax.device_put((chunk, key, args), device)
+            outputs.append(jitted(on_device[0], on_device[1], *on_device[2]))
+        outputs = jax.device_get(outputs)
+        # Per-member outputs (fitness, returns) are concatenated in member order; any
+        # further output (per-level scores averaged over a slice's members) is averaged.
+        per_member = [
+            jax.tree.map(lambda *xs: np.concatenate(xs), *[out[i] for out in outputs])
+            for i in range(2)
+        ]
+        averaged = [
+            jax.tree.map(lambda *xs: np.mean(np.stack(xs), axis=0), *[out[i] for out in outputs])
+            for i in range(2, len(outputs[0]))
+        ]
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
-            gathered = multihost_utils.process_allgather(gathered, tiled=True)
-        return gathered
+            per_member = multihost_utils.process_allgather(per_member, tiled=True)
+            averaged = jax.tree.map(
+                lambda x: np.mean(x, axis=0), multihost_utils.process_allgather(averaged)
+            )
+        return (*per_member, *averaged)
 
     return score
 
 
 def make_generation_step(
     es: EvolutionStrategy,
-    fitness_fn: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]],
+    fitness_fn: Callable[..., tuple[Any, ...]],
     devices: Sequence[jax.Device] | None,
-) -> Callable[[LoopState], tuple[LoopState, dict[str, jax.Array]]]:
+) -> Callable[..., tuple[LoopState, dict[str, Any]]]:
     """One generation: ask, score the population (split over ``devices``), tell, track
     the best. Three jitted programs (ask, score, tell), so that scoring can be spread
     over devices with :func:`split_over_devices`.
+
+    ``fitness_fn(population, key, *args) -> (fitness [P], returns [P, ...], *extra)``;
+    ``generation_step(state, *args)`` passes ``args`` (e.g. a curriculum's levels) on,
+    and returns a third output, a per-level ``extra`` value, under ``metrics["extra"]``.
     """
 
     @jax.jit
@@ -175,10 +193,13 @@ def make_generation_step(
         )
         return new_state, metrics
 
-    def generation_step(state: LoopState) -> tuple[LoopState, dict[str, jax.Array]]:
+    def generation_step(state: LoopState, *args: Any) -> tuple[LoopState, dict[str, Any]]:
         population, es_state, key, key_eval = ask(state)
-        fitness, returns = score(population, key_eval)
-        return tell(state, population, es_state, key, fitness, returns)
+        fitness, returns, *extra = score(population, key_eval, *args)
+        state, metrics = tell(state, population, es_state, key, fitness, returns)
+        if extra:
+            metrics = {**metrics, "extra": extra[0]}
+        return state, metrics
 
     return generation_step
 

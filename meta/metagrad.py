@@ -15,6 +15,15 @@ Two estimators (Bonnet et al., "One Step at a Time"):
   rollout is fresh experience for the agent that collected it, so the ``k < K`` terms
   cost no extra environment steps; mixing cuts the estimator's variance.
 
+For curricula (``meta.curricula``), :meth:`MetaGradient.step_with_levels` takes the
+levels that agents restarting in this step move to, and returns what the finished
+agents' levels scored over the final ``level_score_fraction`` of their lifetimes: the
+agent's reward per step (``"return"``), algorithmic regret against an A2C antagonist
+trained alongside on the same level (GROOVE, Jackson et al., 2023), positive value loss
+and MaxMC under the agent's critic (robust PLR, Jiang et al., 2021). Scores use reward
+per step rather than episode return, so levels whose episodes outlast the window are
+scored too.
+
 The meta-loss per agent (GROOVE's, with its two defects fixed: the critic is trained,
 and the meta-gradient is clipped before Adam):
 
@@ -37,6 +46,7 @@ import optax
 from flax import struct
 
 from agents import distributions
+from agents.a2c import A2C, A2CState
 from agents.lpg_agent import Experience, LPGAgent, LPGAgentState, sample_lifetime
 from agents.rollout import gae
 
@@ -61,6 +71,8 @@ class MetaGradConfig:
       entropy_coef: ``c_H``, policy entropy bonus of the meta-loss.
       prediction_entropy_coef: ``c_y``, entropy bonus of the prediction ``y``.
       pi_hat_l2, y_hat_l2: penalties on the objective's outputs.
+      level_score_fraction: levels are scored over this last fraction of an agent's
+        lifetime (for curricula).
     """
 
     num_agents: int = field(default=512, metadata={"min": 1})
@@ -76,6 +88,7 @@ class MetaGradConfig:
     prediction_entropy_coef: float = 0.001
     pi_hat_l2: float = 0.005
     y_hat_l2: float = 0.001
+    level_score_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
 
     def __post_init__(self) -> None:
         if self.num_agents % self.num_minibatches:
@@ -90,13 +103,73 @@ class MetaGradConfig:
 
 
 @struct.dataclass
+class LevelRecord:
+    """Per-agent sums over the final window of the lifetime on the current level; ``[A]``.
+
+    Attributes:
+      reward_sum, updates: the agent's reward per step summed over its window updates.
+      antagonist_reward_sum, antagonist_updates: the same for the A2C antagonist.
+      value_loss_sum, critic_updates: positive value loss of the fresh rollouts scored
+        in the window.
+      max_mc_sum, max_mc_updates: MaxMC of those rollouts, once an episode has ended.
+      best_return: the highest mean episode return of any update on this level so far.
+    """
+
+    reward_sum: jax.Array
+    updates: jax.Array
+    antagonist_reward_sum: jax.Array
+    antagonist_updates: jax.Array
+    value_loss_sum: jax.Array
+    critic_updates: jax.Array
+    max_mc_sum: jax.Array
+    max_mc_updates: jax.Array
+    best_return: jax.Array
+
+    @classmethod
+    def zeros(cls, num_agents: int) -> LevelRecord:
+        zero, count = jnp.zeros(num_agents, jnp.float32), jnp.zeros(num_agents, jnp.int32)
+        return cls(
+            reward_sum=zero,
+            updates=count,
+            antagonist_reward_sum=zero,
+            antagonist_updates=count,
+            value_loss_sum=zero,
+            critic_updates=count,
+            max_mc_sum=zero,
+            max_mc_updates=count,
+            best_return=jnp.full(num_agents, -jnp.inf, jnp.float32),
+        )
+
+
+@struct.dataclass
+class FinishedLevels:
+    """The levels whose agents finished in a step, with their scores; each ``[A]``.
+
+    ``valid`` marks the agents that finished with finite params and a scored window;
+    ``slots`` are the curriculum's ids the levels came with; ``scores`` maps
+    ``"return"`` (reward per step), ``"antagonist_return"`` and ``"algorithmic_regret"``
+    (NaN without an antagonist),
+    ``"positive_value_loss"`` and ``"max_mc"`` to ``[A]`` arrays.
+    """
+
+    levels: Any
+    slots: jax.Array
+    valid: jax.Array
+    scores: dict[str, jax.Array]
+
+
+@struct.dataclass
 class MetaGradState:
-    """The meta-optimiser's state: objective params, Adam state, the agents, a key."""
+    """The meta-optimiser's state: objective params, Adam state, the agents, a key, and
+    each agent's level bookkeeping (curriculum slot, window record, A2C antagonist)."""
 
     params: Any
     opt_state: Any
     agents: LPGAgentState  # batched: leading axis num_agents
     key: jax.Array
+    level_slots: jax.Array  # [A] int32: the curriculum's id of each agent's level (-1: none)
+    records: LevelRecord
+    antagonists: A2CState | None  # batched; None without an antagonist
 
 
 def make_meta_optimizer(config: MetaGradConfig) -> optax.GradientTransformation:
@@ -115,40 +188,80 @@ class MetaGradient:
         the mean meta-loss of a batch of agents (differentiable in the params), the
         agents after the unroll, the fresh rollout that scored them, and per-agent
         metrics.
-      step: ``step(state) -> (state, metrics)``: one meta-update (jittable).
+      step: ``step(state) -> (state, metrics)``: one meta-update (jittable); agents
+        that restart get levels from ``sample_level``.
+      step_with_levels: ``step_with_levels(state, levels [A], slots [A]) -> (state,
+        metrics, FinishedLevels)``: the same, with agent ``i`` moving to ``levels[i]``
+        if it restarts, for curricula.
     """
 
     config: MetaGradConfig
-    init: Callable[[jax.Array, Any], MetaGradState]
+    init: Callable[..., MetaGradState]
     loss: Callable[[Any, LPGAgentState], tuple[jax.Array, tuple[LPGAgentState, Any, Metrics]]]
     step: Callable[[MetaGradState], tuple[MetaGradState, Metrics]]
+    step_with_levels: Callable[
+        [MetaGradState, Any, jax.Array], tuple[MetaGradState, Metrics, FinishedLevels]
+    ]
 
 
 def make_metagrad(
-    config: MetaGradConfig, agent: LPGAgent, sample_level: Callable[[jax.Array], Any]
+    config: MetaGradConfig,
+    agent: LPGAgent,
+    sample_level: Callable[[jax.Array], Any],
+    antagonist: A2C | None = None,
 ) -> MetaGradient:
-    """Meta-gradient training of ``agent``'s objective on levels from ``sample_level(key)``."""
+    """Meta-gradient training of ``agent``'s objective on levels from ``sample_level(key)``.
+
+    With an ``antagonist`` (A2C built for the same env), each agent has an A2C agent
+    training beside it on its level, for the algorithmic-regret score of the level.
+    """
     optimizer = make_meta_optimizer(config)
     discount = agent.config.discount
     chunk = config.num_agents // config.num_minibatches
 
-    def new_agent(key: jax.Array) -> LPGAgentState:
-        key_level, key_lifetime, key_agent = jax.random.split(key, 3)
+    def new_agent(key: jax.Array, level: Any) -> LPGAgentState:
+        key_lifetime, key_agent = jax.random.split(key)
         lifetime = sample_lifetime(key_lifetime, config.lifetime_min, config.lifetime_max)
-        return agent.init(key_agent, sample_level(key_level), lifetime)
+        return agent.init(key_agent, level, lifetime)
 
-    def init(key: jax.Array, objective_params: Any) -> MetaGradState:
-        key, key_agents, key_stagger = jax.random.split(key, 3)
-        agents = jax.vmap(new_agent)(jax.random.split(key_agents, config.num_agents))
+    def new_antagonists(key: jax.Array, levels: Any) -> A2CState | None:
+        if antagonist is None:
+            return None
+        return jax.vmap(antagonist.init)(jax.random.split(key, config.num_agents), levels)
+
+    def sample_levels(key: jax.Array) -> Any:
+        return jax.vmap(sample_level)(jax.random.split(key, config.num_agents))
+
+    def init(
+        key: jax.Array, objective_params: Any, levels: Any = None, slots: jax.Array | None = None
+    ) -> MetaGradState:
+        """Agents on ``levels`` (default: drawn from ``sample_level``) with curriculum
+        ``slots`` (default -1), at staggered points of their first lifetimes."""
+        key, key_agents, key_stagger, key_levels, key_antagonists = jax.random.split(key, 5)
+        levels = sample_levels(key_levels) if levels is None else levels
+        agents = jax.vmap(new_agent)(jax.random.split(key_agents, config.num_agents), levels)
         # Stagger the first lifetimes so agents are at every stage of learning at once.
         start = jax.random.randint(key_stagger, (config.num_agents,), 0, agents.lifetime)
         agents = agents.replace(update_idx=start.astype(jnp.int32))
+        antagonists = new_antagonists(key_antagonists, levels)
+        if antagonists is not None:
+            antagonists = antagonists.replace(update_idx=agents.update_idx)
+        if slots is None:
+            slots = jnp.full(config.num_agents, -1, jnp.int32)
         return MetaGradState(
             params=objective_params,
             opt_state=optimizer.init(objective_params),
             agents=agents,
             key=key,
+            level_slots=jnp.asarray(slots, jnp.int32),
+            records=LevelRecord.zeros(config.num_agents),
+            antagonists=antagonists,
         )
+
+    def in_window(update_idx: jax.Array, lifetime: jax.Array) -> jax.Array:
+        """Whether update number ``update_idx`` falls in the lifetime's scored window."""
+        length = jnp.maximum(1, jnp.round(lifetime * config.level_score_fraction))
+        return (update_idx >= lifetime - length) & (update_idx < lifetime)
 
     def advantages(critic_params: Any, experience: Experience) -> tuple[jax.Array, jax.Array]:
         value = agent.value(critic_params, experience.obs)
@@ -183,6 +296,7 @@ def make_metagrad(
 
     def agent_meta_loss(objective_params: Any, state: LPGAgentState):
         """Unroll K updates of one agent, then score it (see the module docstring)."""
+        first_update = state.update_idx
 
         def unrolled_update(carry, index):
             state = carry
@@ -207,12 +321,19 @@ def make_metagrad(
         else:
             loss = final_loss
         loss = loss + jnp.mean(regularisers)
+        window = in_window(first_update + jnp.arange(config.unroll), state.lifetime)
+        returns = metrics["episode_return"]
+        level_terms = {
+            "reward_sum": jnp.sum(jnp.where(window, metrics["reward_per_step"], 0.0)),
+            "updates": jnp.sum(window).astype(jnp.int32),
+            "best_return": jnp.max(jnp.where(jnp.isnan(returns), -jnp.inf, returns)),
+        }
         metrics = {k: jnp.mean(v) for k, v in metrics.items() if k != "episode_return"} | {
             "episode_return": _weighted_return(metrics),
             "meta_policy_loss": aux["policy_loss"],
             "meta_entropy": aux["entropy"],
         }
-        return loss, (state, fresh, metrics)
+        return loss, (state, fresh, metrics | {"level_terms": level_terms})
 
     def loss(objective_params: Any, agents: LPGAgentState):
         losses, (agents, fresh, metrics) = jax.vmap(agent_meta_loss, in_axes=(None, 0))(
@@ -228,27 +349,87 @@ def make_metagrad(
         grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
         return grads, finite, agents, fresh, metrics
 
-    def critic_step(state: LPGAgentState, fresh: Experience):
-        _, target = advantages(state.critic_params, fresh)
-        return agent.critic_update(state, fresh, target)
+    def critic_step(state: LPGAgentState, fresh: Experience, best_return: jax.Array):
+        """Train the critic on the fresh rollout; score it (positive value loss, MaxMC)."""
+        advantage, target = advantages(state.critic_params, fresh)
+        value = agent.value(state.critic_params, fresh.obs)
+        positive_value_loss = jnp.mean(jnp.maximum(advantage, 0.0))
+        max_mc = jnp.mean(best_return - value)
+        state, value_loss = agent.critic_update(state, fresh, target)
+        return state, value_loss, positive_value_loss, max_mc
 
-    def step(state: MetaGradState) -> tuple[MetaGradState, Metrics]:
-        key, key_reset = jax.random.split(state.key)
-        chunks = jax.tree.map(
-            lambda x: x.reshape((config.num_minibatches, chunk) + x.shape[1:]), state.agents
+    def record_unroll(records: LevelRecord, terms, pvl, max_mc):
+        """Add one unroll's window terms to the agents' level records."""
+        best = jnp.maximum(records.best_return, terms["best_return"])
+        scored = terms["updates"] > 0  # the unroll reached into the scored window
+        scored_mc = scored & jnp.isfinite(best)
+        return records.replace(
+            reward_sum=records.reward_sum + terms["reward_sum"],
+            updates=records.updates + terms["updates"],
+            value_loss_sum=records.value_loss_sum + jnp.where(scored, pvl, 0.0),
+            critic_updates=records.critic_updates + scored.astype(jnp.int32),
+            max_mc_sum=records.max_mc_sum + jnp.where(scored_mc, max_mc, 0.0),
+            max_mc_updates=records.max_mc_updates + scored_mc.astype(jnp.int32),
+            best_return=best,
         )
 
-        def per_chunk(carry, agents):
+    def train_antagonists(antagonists: A2CState, records: LevelRecord, agents: LPGAgentState):
+        """``K`` A2C updates of every antagonist on its agent's level, recorded in the window."""
+
+        def one_update(carry, _):
+            antagonists, records = carry
+            update_idx = antagonists.update_idx
+            antagonists, metrics = jax.vmap(antagonist.update)(antagonists, agents.env_params)
+            window = in_window(update_idx, agents.lifetime)
+            records = records.replace(
+                antagonist_reward_sum=records.antagonist_reward_sum
+                + jnp.where(window, metrics["reward_per_step"], 0.0),
+                antagonist_updates=records.antagonist_updates + window.astype(jnp.int32),
+            )
+            return (antagonists, records), None
+
+        (antagonists, records), _ = jax.lax.scan(
+            one_update, (antagonists, records), None, length=config.unroll
+        )
+        return antagonists, records
+
+    def level_scores(records: LevelRecord) -> dict[str, jax.Array]:
+        def mean(total, count):
+            return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+
+        agent_rate = mean(records.reward_sum, records.updates)
+        antagonist_rate = mean(records.antagonist_reward_sum, records.antagonist_updates)
+        return {
+            "return": agent_rate,
+            "antagonist_return": antagonist_rate,
+            "algorithmic_regret": antagonist_rate - agent_rate,
+            "positive_value_loss": mean(records.value_loss_sum, records.critic_updates),
+            "max_mc": mean(records.max_mc_sum, records.max_mc_updates),
+        }
+
+    def step_with_levels(
+        state: MetaGradState, next_levels: Any, next_slots: jax.Array
+    ) -> tuple[MetaGradState, Metrics, FinishedLevels]:
+        key, key_reset, key_antagonists = jax.random.split(state.key, 3)
+        to_chunks = lambda x: x.reshape((config.num_minibatches, chunk) + x.shape[1:])
+        chunks = jax.tree.map(to_chunks, (state.agents, state.records))
+
+        def per_chunk(carry, chunk_state):
+            agents, records = chunk_state
             grads, finite, agents, fresh, metrics = chunk_gradient(state.params, agents)
             total, count = carry
             total = jax.tree.map(jnp.add, total, grads)
             # Train the critics here, so only one chunk's fresh rollouts are ever held.
-            agents, fresh = jax.lax.stop_gradient((agents, fresh))
-            agents, value_loss = jax.vmap(critic_step)(agents, fresh)
-            return (total, count + finite), (agents, metrics, value_loss)
+            agents, fresh, terms = jax.lax.stop_gradient(
+                (agents, fresh, metrics.pop("level_terms"))
+            )
+            best = jnp.maximum(records.best_return, terms["best_return"])
+            agents, value_loss, pvl, max_mc = jax.vmap(critic_step)(agents, fresh, best)
+            records = record_unroll(records, terms, pvl, max_mc)
+            return (total, count + finite), (agents, records, metrics, value_loss)
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        (total, finite_chunks), (agents, metrics, value_loss) = jax.lax.scan(
+        (total, finite_chunks), (agents, records, metrics, value_loss) = jax.lax.scan(
             per_chunk, (zeros, jnp.int32(0)), chunks
         )
         grads = jax.tree.map(lambda g: g / jnp.maximum(finite_chunks, 1), total)
@@ -260,21 +441,42 @@ def make_metagrad(
             (optax.apply_updates(state.params, updates), opt_state),
             (state.params, state.opt_state),
         )
-        agents = jax.tree.map(lambda x: x.reshape((config.num_agents,) + x.shape[2:]), agents)
+        from_chunks = lambda x: x.reshape((config.num_agents,) + x.shape[2:])
+        agents, records = jax.tree.map(from_chunks, (agents, records))
+        antagonists = state.antagonists
+        if antagonists is not None:
+            antagonists, records = train_antagonists(antagonists, records, agents)
 
         # Agents whose lifetime is over (or whose params broke) start again elsewhere.
         params_finite = jax.vmap(
             lambda p: jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)]))
         )(agents.params)
         finished = (agents.update_idx >= agents.lifetime) | ~params_finite
-        fresh_agents = jax.vmap(new_agent)(jax.random.split(key_reset, config.num_agents))
-        agents = jax.tree.map(
-            lambda new, old: jnp.where(
-                finished.reshape((-1,) + (1,) * (old.ndim - 1)), new, old
-            ),
-            fresh_agents,
-            agents,
+        scores = level_scores(records)
+        if antagonist is None:
+            for name in ("antagonist_return", "algorithmic_regret"):
+                scores[name] = jnp.full_like(scores["return"], jnp.nan)
+        done = FinishedLevels(
+            levels=agents.env_params,
+            slots=state.level_slots,
+            valid=finished & params_finite & (records.updates > 0),
+            scores=scores,
         )
+
+        def restart(new, old):
+            return jnp.where(finished.reshape((-1,) + (1,) * (old.ndim - 1)), new, old)
+
+        fresh_agents = jax.vmap(new_agent)(
+            jax.random.split(key_reset, config.num_agents), next_levels
+        )
+        agents = jax.tree.map(restart, fresh_agents, agents)
+        records = jax.tree.map(restart, LevelRecord.zeros(config.num_agents), records)
+        if antagonists is not None:
+            antagonists = jax.tree.map(
+                restart, new_antagonists(key_antagonists, next_levels), antagonists
+            )
+        level_slots = jnp.where(finished, jnp.asarray(next_slots, jnp.int32), state.level_slots)
+
         step_metrics = {k: jnp.nanmean(v) for k, v in metrics.items()}
         step_metrics |= {
             "grad_norm": optax.global_norm(grads),
@@ -283,10 +485,27 @@ def make_metagrad(
             "critic_loss": jnp.mean(value_loss),
             "mean_progress": jnp.mean(agents.progress),
         }
-        new_state = MetaGradState(params=params, opt_state=opt_state, agents=agents, key=key)
-        return new_state, step_metrics
+        new_state = MetaGradState(
+            params=params,
+            opt_state=opt_state,
+            agents=agents,
+            key=key,
+            level_slots=level_slots,
+            records=records,
+            antagonists=antagonists,
+        )
+        return new_state, step_metrics, done
 
-    return MetaGradient(config=config, init=init, loss=loss, step=step)
+    def step(state: MetaGradState) -> tuple[MetaGradState, Metrics]:
+        key_levels = jax.random.fold_in(state.key, 1)
+        levels = sample_levels(key_levels)
+        slots = jnp.full(config.num_agents, -1, jnp.int32)
+        state, metrics, _ = step_with_levels(state, levels, slots)
+        return state, metrics
+
+    return MetaGradient(
+        config=config, init=init, loss=loss, step=step, step_with_levels=step_with_levels
+    )
 
 
 def _weighted_return(metrics: Metrics) -> jax.Array:

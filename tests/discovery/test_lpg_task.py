@@ -10,6 +10,7 @@ from agents.lpg_agent import LPGAgentConfig
 from discovery.lpg_task import (
     LevelsConfig,
     ObjectiveTaskConfig,
+    level_space,
     make_level_sampler,
     make_objective_task,
 )
@@ -41,6 +42,19 @@ def test_a_single_registered_env_gives_its_default_params():
     env, sample = make_level_sampler(LevelsConfig(train=("Catch-bsuite",)))
     assert env.name == "Catch-bsuite"
     assert sample(jax.random.key(2)) == env.default_params
+
+
+def test_random_physics_come_from_the_level_space():
+    config = LevelsConfig(train=("CartPole-v1/random",))
+    env, sample = make_level_sampler(config)
+    assert level_space(config).name == "CartPole-v1"
+    levels = jax.vmap(sample)(jax.random.split(jax.random.key(3), 16))
+    masspole = np.asarray(levels.masspole)
+    assert len(set(masspole.tolist())) == 16 and masspole.min() >= 0.05 and masspole.max() <= 0.2
+    np.testing.assert_allclose(levels.total_mass, levels.masscart + levels.masspole, rtol=1e-6)
+    assert level_space(LevelsConfig(train=("gridworld/dense",), max_size=11)) is None
+    with pytest.raises(ValueError, match="Pong-misc"):
+        make_level_sampler(LevelsConfig(train=("Pong-misc/random",)))
 
 
 @pytest.mark.parametrize(
@@ -75,3 +89,32 @@ def test_es_fitness_uses_common_levels_and_keys_across_the_population():
     assert fitness.shape == (2,) and returns.shape == (2, 2)
     # Identical members on common random numbers score identically.
     np.testing.assert_array_equal(np.asarray(returns[0]), np.asarray(returns[1]))
+
+
+def test_es_scores_curriculum_levels_by_algorithmic_regret():
+    from meta.objective_loop import a2c_like
+
+    agent_config = LPGAgentConfig(num_envs=4, rollout_len=5)
+    objective = make_objective(ObjectiveConfig(prediction_size=4, hidden_size=8))
+    task = make_objective_task(
+        ObjectiveTaskConfig(agents=3, lifetime_min=4, lifetime_max=4, final_fraction=0.5),
+        objective,
+        agent_config,
+        LevelsConfig(max_size=4, max_objects=1),
+        antagonist=a2c_like(agent_config),
+    )
+    _, sample = make_level_sampler(LevelsConfig(max_size=4, max_objects=1))
+    levels = jax.vmap(sample)(jax.random.split(jax.random.key(5), 3))
+    population = jax.tree.map(lambda x: np.stack([x, x]), task.init_params(jax.random.key(6)))
+    fitness, returns, scores = jax.jit(task.fitness_on_levels)(
+        population, jax.random.key(7), levels
+    )
+    assert fitness.shape == (2,) and returns.shape == (2, 3)
+    assert set(scores) == {"return", "antagonist_return", "algorithmic_regret"}
+    for value in scores.values():
+        assert value.shape == (3,) and np.all(np.isfinite(value))
+    np.testing.assert_allclose(
+        scores["algorithmic_regret"], scores["antagonist_return"] - scores["return"], rtol=1e-6
+    )
+    # The antagonist is A2C trained on each level: reward rates differ between levels.
+    assert len(set(np.asarray(scores["antagonist_return"]).tolist())) > 1

@@ -14,9 +14,12 @@ from agents.lpg_agent import LPGAgentConfig
 from discovery.config import load_config
 from discovery.lpg_task import LevelsConfig, ObjectiveTaskConfig
 from discovery.objective import ObjectiveConfig
+from meta.alp_gmm import ALPGMMConfig
+from meta.curricula import CurriculumConfig
 from meta.es import ESConfig
 from meta.metagrad import MetaGradConfig
 from meta.objective_loop import ObjectiveMetaTrainConfig, meta_train_objective
+from meta.plr import PLRConfig
 
 TINY = ObjectiveMetaTrainConfig(
     name="tiny",
@@ -42,16 +45,54 @@ def _lines(run_dir):
     return records
 
 
-@pytest.mark.parametrize("optimizer", ["metagrad", "es"])
-def test_a_killed_run_resumes_exactly(tmp_path, optimizer):
-    config = replace(TINY, optimizer=optimizer)
+CURRICULA = {
+    "dr": CurriculumConfig(),
+    "plr": CurriculumConfig(kind="plr", plr=PLRConfig(buffer_size=8)),
+    "alp_gmm": CurriculumConfig(
+        kind="alp_gmm",
+        score="return",
+        alp_gmm=ALPGMMConfig(
+            fit_every=2, fit_window=4, history_size=32, min_components=1, max_components=2
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "optimizer, curriculum",
+    [("metagrad", "dr"), ("es", "dr"), ("metagrad", "plr"), ("metagrad", "alp_gmm"),
+     ("es", "plr")],
+)
+def test_a_killed_run_resumes_exactly(tmp_path, optimizer, curriculum):
+    config = replace(TINY, optimizer=optimizer, curriculum=CURRICULA[curriculum])
+    if curriculum != "dr" and optimizer == "metagrad":
+        # Long enough for levels to finish, be scored, and be replayed.
+        config = replace(config, generations=8, checkpoint_every=3)
     straight = meta_train_objective(config, tmp_path / "straight")
-    meta_train_objective(config, tmp_path / "killed", stop_after=3)
-    # A kill after generation 3 leaves a checkpoint at 2 and a log line for 3 (cut back).
+    meta_train_objective(config, tmp_path / "killed", stop_after=config.generations - 1)
+    # The kill leaves a checkpoint behind the last logged generation; the log is cut back.
     resumed = meta_train_objective(config, tmp_path / "killed", resume=True)
     jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
     assert _lines(tmp_path / "straight") == _lines(tmp_path / "killed")
     assert len(_lines(tmp_path / "straight")) == config.generations
+    if curriculum != "dr":
+        # The curriculum's state came back from the checkpoint, not from scratch.
+        jax.tree.map(
+            np.testing.assert_array_equal, straight.state.curriculum, resumed.state.curriculum
+        )
+        last = _lines(tmp_path / "straight")[-1]
+        assert sum(r["levels_finished"] for r in _lines(tmp_path / "straight")) > 0
+        if curriculum == "plr":
+            assert last["curriculum_fill"] > 0
+            assert np.isfinite(last["curriculum_score_mean"])
+        else:
+            assert last["curriculum_tasks"] > 0
+
+
+def test_critic_scores_need_metagrad():
+    curriculum = replace(CURRICULA["plr"], score="positive_value_loss")
+    with pytest.raises(ValueError, match="'positive_value_loss' needs optimizer='metagrad'"):
+        replace(TINY, optimizer="es", curriculum=curriculum)
 
 
 def test_es_scores_every_member_on_shared_levels(tmp_path):
@@ -64,11 +105,22 @@ def test_es_scores_every_member_on_shared_levels(tmp_path):
     assert record["env_steps"] == 4 * 2 * 6 * 20
 
 
-@pytest.mark.parametrize("path", ["configs/lpg_gridworld.yaml", "configs/ta_lpg_gridworld_es.yaml"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "configs/lpg_gridworld.yaml",
+        "configs/ta_lpg_gridworld_es.yaml",
+        "configs/groove_gridworld.yaml",
+    ],
+)
 def test_shipped_objective_configs_load(path):
     config = load_config(ObjectiveMetaTrainConfig, path)
     assert config.component == "objective"
     assert config.levels.train == ("gridworld/random",)
+    if "groove" in path:  # GROOVE = LPG + PLR over 4000 levels scored by algorithmic regret
+        assert config.curriculum == CurriculumConfig(kind="plr", score="algorithmic_regret")
+        lpg = load_config(ObjectiveMetaTrainConfig, "configs/lpg_gridworld.yaml")
+        assert replace(config, curriculum=lpg.curriculum, name=lpg.name) == lpg
 
 
 def test_discover_meta_train_runs_an_objective_config(tmp_path):
