@@ -116,8 +116,11 @@ def generation_progress(console: Any) -> Any:
     )
 
 
-def run_meta_training(config: MetaTrainConfig, run_dir: Path, resume: bool = False) -> dict:
-    """Meta-train with a rich progress bar; returns the run's summary."""
+def run_meta_training(
+    config: MetaTrainConfig, run_dir: Path, resume: bool = False, tracker: Any = None
+) -> dict:
+    """Meta-train with a rich progress bar; returns the run's summary. ``tracker``
+    (:mod:`discovery.tracking`) also receives every generation's record."""
     from rich.console import Console
 
     console = Console()
@@ -138,6 +141,8 @@ def run_meta_training(config: MetaTrainConfig, run_dir: Path, resume: bool = Fal
                 f"best {record['best_fitness']:.3f} sigma {record['sigma']:.4f}"
             )
             progress.update(bar, completed=record["generation"] + 1, line=line)
+            if tracker is not None and jax.process_index() == 0:
+                tracker.log(record["generation"], record)
 
         result = meta_train(config, run_dir, resume=resume, on_generation=on_generation)
     summary = write_results(result, config)

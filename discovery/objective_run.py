@@ -127,9 +127,10 @@ def write_objective_results(
 
 
 def run_objective_meta_training(
-    config: ObjectiveMetaTrainConfig, run_dir: Path, resume: bool = False
+    config: ObjectiveMetaTrainConfig, run_dir: Path, resume: bool = False, tracker: Any = None
 ) -> dict[str, Any]:
-    """Meta-train an objective with a progress bar; returns the run's summary."""
+    """Meta-train an objective with a progress bar; returns the run's summary. ``tracker``
+    (:mod:`discovery.tracking`) also receives every generation's record."""
     from rich.console import Console
 
     console = Console()
@@ -152,6 +153,8 @@ def run_objective_meta_training(
             else:
                 line = f"fitness mean {record['fitness_mean']:.3f} max {record['fitness_max']:.3f}"
             progress.update(bar, completed=record["generation"] + 1, line=line)
+            if tracker is not None and jax.process_index() == 0:
+                tracker.log(record["generation"], record)
 
         result = meta_train_objective(config, run_dir, resume=resume, on_generation=on_generation)
     summary = write_objective_results(result, config)

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, so plots need no display."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,7 +27,7 @@ def plot_learning_curve(
     env_steps: np.ndarray, returns: np.ndarray, path: Path, title: str = ""
 ) -> Path:
     """Mean episode return over seeds with a min-max band; ``returns`` is ``[S, U]``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     mean = np.nanmean(returns, axis=0)
     ax.plot(env_steps, mean, label=f"mean of {returns.shape[0]} seeds")
@@ -46,7 +47,7 @@ def plot_learning_curve(
 
 def plot_fitness(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path:
     """Population fitness (mean, min-max band, max) over generations."""
-    plt = _pyplot()
+    plt = pyplot()
     generations = [r["generation"] for r in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     mean = np.array([r["fitness_mean"] for r in history], dtype=float)
@@ -77,7 +78,7 @@ def plot_drifts(
 
     ``drifts`` maps a label to a callable ``(ratio, advantage, progress) -> drift``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     ratio = np.linspace(0.0, 2.0, 201)[1:]
     advantage = np.linspace(-2.0, 2.0, 201)
     grid_r, grid_a = np.meshgrid(ratio, advantage, indexing="xy")
@@ -104,7 +105,7 @@ def plot_metric_history(
     history: Sequence[Mapping[str, Any]], metric: str, path: Path, title: str = ""
 ) -> Path:
     """One logged metric over generations, raw and as a running mean over 10."""
-    plt = _pyplot()
+    plt = pyplot()
     generations = np.array([r["generation"] for r in history])
     values = np.array([r.get(metric, np.nan) for r in history], dtype=float)
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -1,0 +1,383 @@
+"""`discover evaluate`: fresh agents trained with a discovered component, beside the
+hand-designed baselines, on (held-out) environments, with confidence intervals.
+
+A discovered drift (LPO / TA-LPO) trains PPO agents next to PPO-clip and DPO (Lu et al.,
+2022); a discovered objective (LPG / TA-LPG) trains LPG agents next to A2C on gridworld
+layouts (GROOVE, Jackson et al., 2023). All seeds of one method on one environment are
+one vmapped program. Reported per environment: final return, mean with a 95% bootstrap
+CI over seeds; normalised scores (drifts: random play 0, PPO-clip 1; objectives: A2C's
+reward rate 1); and, across environments, the IQM of the normalised scores with a
+stratified bootstrap CI (Agarwal et al., 2021; :mod:`discovery.stats`).
+
+``horizons`` asks the temporally-aware paper's question (Jackson et al., 2024): how a
+component discovered for one training horizon does at others. Each horizon is a
+multiple of the horizon it was meta-trained at (PPO's total steps, or the LPG agents'
+lifetime), and every method is re-run at it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import envs as env_registry
+from agents.a2c import make_a2c
+from agents.lpg_agent import LPGAgentConfig, make_lpg_agent
+from agents.ppo import PPOConfig, make_train
+from discovery import stats
+from discovery.config import apply_overrides, from_dict
+from discovery.drift import make_drift
+from discovery.plots import pyplot
+from discovery.tasks import random_policy_return
+from envs.registry import GRIDWORLD_PREFIX
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What to evaluate a discovered component on.
+
+    Attributes:
+      envs: environments (drifts: ``envs.make`` names; objectives: gridworld layouts,
+        ``"dense"`` or ``"gridworld/dense"``); empty means the component's own
+        meta-training envs (drifts) or held-out layouts (objectives).
+      seeds: fresh agents per method and environment.
+      horizons: training horizons as multiples of the meta-training one.
+      final_fraction: final return = mean episode return over this last fraction.
+      confidence: coverage of the bootstrap intervals.
+      bootstrap_samples: bootstrap resamples.
+      seed: the evaluation's seed (every method shares the per-env keys).
+    """
+
+    envs: tuple[str, ...] = ()
+    seeds: int = field(default=8, metadata={"min": 2})
+    horizons: tuple[float, ...] = (1.0,)
+    final_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999})
+    bootstrap_samples: int = field(default=2000, metadata={"min": 100})
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for horizon in self.horizons:
+            if not (isinstance(horizon, (int, float)) and math.isfinite(horizon) and horizon > 0):
+                raise ValueError(f"horizons: got {horizon!r}; allowed: positive numbers")
+        if not self.horizons:
+            raise ValueError("horizons=() must give at least one horizon (1.0 = as trained)")
+
+
+@dataclass(frozen=True)
+class MethodCurves:
+    """One method on one env at one horizon: per-update returns ``[S, U]`` and finals ``[S]``."""
+
+    curves: np.ndarray
+    final: np.ndarray
+    steps_per_update: int
+
+
+def _final(curves: np.ndarray, fraction: float) -> np.ndarray:
+    last = max(1, int(round(curves.shape[-1] * fraction)))
+    window = curves[:, -last:]
+    with np.errstate(invalid="ignore"):
+        counts = np.sum(np.isfinite(window), axis=-1)
+        total = np.nansum(window, axis=-1)
+    return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+
+
+def _component_config(entry: Any) -> dict[str, Any]:
+    """The meta-training config recorded with a zoo entry (or run), as a dict."""
+    return dict(entry.manifest.get("provenance", {}).get("config") or {})
+
+
+def _drift_methods(entry: Any) -> dict[str, tuple[Any, Any]]:
+    learned = entry.drift()
+    ppo, dpo = make_drift("ppo"), make_drift("dpo")
+    return {
+        "learned": (learned, entry.params),
+        "ppo_clip": (ppo, ppo.init(jax.random.key(0))),
+        "dpo": (dpo, dpo.init(jax.random.key(0))),
+    }
+
+
+def _evaluate_drift(
+    entry: Any, config: EvaluateConfig, overrides: Sequence[str]
+) -> tuple[dict, list[str], float, str]:
+    """Per horizon, env and method: PPO agents trained with that drift."""
+    recorded = _component_config(entry)
+    task = recorded.get("task", {})
+    ppo = from_dict(PPOConfig, task.get("ppo", {}), source="the component's meta-training config")
+    ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
+    env_names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
+    methods = _drift_methods(entry)
+    results: dict[float, dict[str, dict[str, MethodCurves]]] = {}
+    env_keys = jax.random.split(jax.random.key(config.seed), len(env_names))
+    for horizon in config.horizons:
+        steps = max(ppo.steps_per_update, int(round(ppo.total_timesteps * horizon)))
+        ppo_h = replace(ppo, total_timesteps=steps)
+        results[horizon] = {}
+        for name, key in zip(env_names, env_keys):
+            env, env_params = env_registry.make(name)
+            keys = jax.random.split(key, config.seeds)
+            per_method = {}
+            for method, (drift, params) in methods.items():
+                train = make_train(ppo_h, env, env_params, drift)
+                _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, params)
+                curves = np.asarray(metrics["episode_return"], dtype=np.float64)
+                per_method[method] = MethodCurves(
+                    curves, _final(curves, config.final_fraction), ppo_h.steps_per_update
+                )
+            results[horizon][name] = per_method
+    return results, list(env_names), float(ppo.total_timesteps), "env steps"
+
+
+def _evaluate_objective(
+    entry: Any, config: EvaluateConfig, overrides: Sequence[str]
+) -> tuple[dict, list[str], float, str]:
+    """Per horizon, layout and method: LPG agents (the objective) and A2C."""
+    from meta.objective_loop import a2c_like
+
+    recorded = _component_config(entry)
+    agent_config = from_dict(
+        LPGAgentConfig, recorded.get("agent", {}), source="the component's meta-training config"
+    )
+    agent_config = apply_overrides(agent_config, [o.removeprefix("agent.") for o in overrides])
+    lifetime = int(recorded.get("eval_lifetime", 250))
+    held_out = recorded.get("levels", {}).get("held_out", ["dense", "sparse", "long"])
+    layouts = [n.removeprefix(GRIDWORLD_PREFIX) for n in (config.envs or held_out)]
+    objective = entry.objective()
+    results: dict[float, dict[str, dict[str, MethodCurves]]] = {}
+    env_keys = jax.random.split(jax.random.key(config.seed), len(layouts))
+    for horizon in config.horizons:
+        updates = max(1, int(round(lifetime * horizon)))
+        results[horizon] = {}
+        for layout, key in zip(layouts, env_keys):
+            env, level = env_registry.make(GRIDWORLD_PREFIX + layout)
+            keys = jax.random.split(key, config.seeds)
+            agent = make_lpg_agent(agent_config, env, level, objective)
+
+            def learned(keys, params, agent=agent, level=level, updates=updates):
+                def train(agent_key):
+                    return agent.train(agent_key, params, level, jnp.int32(updates), updates)[1]
+
+                return jax.vmap(train)(keys)
+
+            a2c = make_a2c(a2c_like(agent_config, updates), env, level)
+            runs = {
+                "learned": jax.jit(learned)(keys, entry.params),
+                "a2c": jax.jit(jax.vmap(lambda k, a2c=a2c: a2c.train(k)[1]))(keys),
+            }
+            per_method = {}
+            for method, metrics in runs.items():
+                curves = np.asarray(metrics["reward_per_step"], dtype=np.float64)
+                per_method[method] = MethodCurves(
+                    curves, _final(curves, config.final_fraction), agent_config.steps_per_update
+                )
+            results[horizon][layout] = per_method
+    return results, layouts, float(lifetime), "agent updates"
+
+
+def _normalisers(
+    kind: str, results: dict, env_names: list[str], config: EvaluateConfig
+) -> dict[float, dict[str, tuple[float, float]]]:
+    """``(offset, scale)`` per horizon and env: drifts map random play to 0 and PPO-clip
+    to 1; objectives divide by A2C's reward rate."""
+    out: dict[float, dict[str, tuple[float, float]]] = {}
+    random = {}
+    if kind == "drift":
+        keys = jax.random.split(jax.random.key(config.seed + 1), len(env_names))
+        random = {n: random_policy_return(n, k) for n, k in zip(env_names, keys)}
+    for horizon, per_env in results.items():
+        out[horizon] = {}
+        for name in env_names:
+            if kind == "drift":
+                reference = float(np.nanmean(per_env[name]["ppo_clip"].final))
+                offset = random[name]
+            else:
+                reference = float(np.nanmean(per_env[name]["a2c"].final))
+                offset = 0.0
+            scale = reference - offset
+            out[horizon][name] = (offset, scale if abs(scale) > 1e-9 else float("nan"))
+    return out
+
+
+def evaluate_component(
+    entry: Any, config: EvaluateConfig, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Train and score every method; returns the report that :func:`write_report` saves.
+
+    ``entry`` is a loaded zoo entry (:func:`discovery.zoo.load`); ``overrides`` adjust
+    the inner loop (``ppo.FIELD=VALUE`` for drifts, ``agent.FIELD=VALUE`` for objectives).
+    """
+    if entry.kind == "drift":
+        results, env_names, base, unit = _evaluate_drift(entry, config, overrides)
+        metric = "final episode return"
+    else:
+        results, env_names, base, unit = _evaluate_objective(entry, config, overrides)
+        metric = "final reward per step"
+    norms = _normalisers(entry.kind, results, env_names, config)
+    boot = {"confidence": config.confidence, "samples": config.bootstrap_samples}
+    horizons = []
+    for horizon, per_env in results.items():
+        methods = list(next(iter(per_env.values())))
+        table: dict[str, Any] = {"horizon": horizon, "training_length": base * horizon,
+                                 "envs": {}, "aggregate": {}}
+        for name in env_names:
+            offset, scale = norms[horizon][name]
+            table["envs"][name] = {}
+            for method in methods:
+                run = per_env[name][method]
+                normalised = (run.final - offset) / scale
+                table["envs"][name][method] = {
+                    "final": stats.bootstrap_mean_ci(run.final, **boot).as_dict(),
+                    "normalised": stats.bootstrap_mean_ci(normalised, **boot).as_dict(),
+                    "per_seed": [_json_float(x) for x in run.final],
+                }
+        for method in methods:
+            scores = np.stack([
+                (per_env[n][method].final - norms[horizon][n][0]) / norms[horizon][n][1]
+                for n in env_names
+            ])
+            table["aggregate"][method] = {
+                "iqm": stats.stratified_bootstrap_iqm(scores, **boot).as_dict(),
+                "mean": stats.bootstrap_mean_ci(scores, **boot).as_dict(),
+            }
+        horizons.append(table)
+    return {
+        "component": entry.name,
+        "kind": entry.kind,
+        "metric": metric,
+        "normalisation": "random 0, PPO-clip 1" if entry.kind == "drift" else "A2C 1",
+        "horizon_unit": unit,
+        "seeds": config.seeds,
+        "confidence": config.confidence,
+        "envs": env_names,
+        "horizons": horizons,
+        "curves": results,
+    }
+
+
+def _json_float(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _cell(interval: dict[str, float]) -> str:
+    if not np.isfinite(interval["estimate"]):
+        return "n/a"
+    return f"{interval['estimate']:.3g} [{interval['low']:.3g}, {interval['high']:.3g}]"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """Per horizon: one row per env, one column per method (mean [95% CI]), then IQM."""
+    lines = [
+        f"# Evaluation of `{report['component']}` ({report['kind']})",
+        "",
+        f"{report['metric']}, mean over {report['seeds']} seeds with "
+        f"{100 * report['confidence']:g}% bootstrap CIs; normalised: {report['normalisation']}; "
+        "aggregate: IQM of normalised scores (stratified bootstrap).",
+    ]
+    for table in report["horizons"]:
+        methods = list(table["aggregate"])
+        lines += ["", f"## horizon x{table['horizon']:g} ({table['training_length']:g} "
+                      f"{report['horizon_unit']})", ""]
+        lines.append("| env | " + " | ".join(methods) + " |")
+        lines.append("|---|" + "---|" * len(methods))
+        for name, row in table["envs"].items():
+            cells = " | ".join(_cell(row[m]["final"]) for m in methods)
+            lines.append(f"| {name} | {cells} |")
+        lines.append("| **IQM (normalised)** | "
+                     + " | ".join(_cell(table["aggregate"][m]["iqm"]) for m in methods) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(report: dict[str, Any], path: Path) -> Path:
+    """Learning curves per env (columns) and horizon (rows), mean with a shaded CI."""
+    plt = pyplot()
+    results = report["curves"]
+    horizons = list(results)
+    env_names = report["envs"]
+    fig, axes = plt.subplots(
+        len(horizons), len(env_names), figsize=(4 * len(env_names), 3 * len(horizons)),
+        squeeze=False,
+    )
+    for row, horizon in enumerate(horizons):
+        for col, name in enumerate(env_names):
+            ax = axes[row][col]
+            for method, run in results[horizon][name].items():
+                mean, low, high = stats.bootstrap_curve_band(run.curves)
+                x = np.arange(1, mean.size + 1) * run.steps_per_update
+                ax.plot(x, mean, label=method)
+                ax.fill_between(x, low, high, alpha=0.25)
+            ax.set_title(f"{name} (x{horizon:g})")
+            ax.set_xlabel("env steps")
+            ax.set_ylabel(report["metric"].replace("final ", ""))
+    axes[0][0].legend()
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """``results.json``, ``results.md`` and ``curves.png`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    serialisable = {k: v for k, v in report.items() if k != "curves"}
+    serialisable["curves"] = {
+        str(horizon): {
+            name: {
+                method: {
+                    "mean": [_json_float(x) for x in stats.bootstrap_curve_band(run.curves)[0]],
+                    "steps_per_update": run.steps_per_update,
+                }
+                for method, run in per_env.items()
+            }
+            for name, per_env in per_horizon.items()
+        }
+        for horizon, per_horizon in report["curves"].items()
+    }
+    paths = {
+        "json": out_dir / "results.json",
+        "markdown": out_dir / "results.md",
+        "plot": out_dir / "curves.png",
+    }
+    _atomic_write(paths["json"], json.dumps(_strict(serialisable), indent=2) + "\n")
+    _atomic_write(paths["markdown"], markdown_table(report))
+    plot_curves(report, paths["plot"])
+    return paths
+
+
+def _strict(value: Any) -> Any:
+    """NaN and infinities as null, so ``results.json`` is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def run_evaluate(
+    ref: str, config: EvaluateConfig, out_dir: Path, overrides: Sequence[str] = (),
+    load: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
+    """Load ``ref`` (``RUN_DIR`` or ``zoo:NAME``), evaluate it, write the report files."""
+    if load is None:
+        from discovery.zoo import load
+    entry = load(ref)
+    report = evaluate_component(entry, config, overrides)
+    write_report(report, out_dir)
+    return report
