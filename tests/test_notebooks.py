@@ -1,0 +1,111 @@
+"""The Colab notebooks in ``notebooks/``: stored clean, and they run end to end.
+
+Each notebook is executed as a copy in a temporary folder (so its ``runs/`` land there)
+by nbclient, with the ``python3`` kernel, which jupyter_client starts with this
+interpreter (the venv's); any cell error fails the test. The structure checks are fast:
+a markdown title, the Colab install + accelerator-detection cell, a cell tagged
+``parameters`` with GPU values in comments, and no stored outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+INSTALL_URL = "git+https://github.com/discovery-rl/discovery"
+KERNEL = "python3"
+
+
+def _read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def _code_cells(notebook) -> list:
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def _client(notebook, folder: Path, timeout: int = 300):
+    return nbclient.NotebookClient(
+        notebook, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(folder)}}
+    )
+
+
+def test_notebooks_are_there():
+    names = [path.name for path in NOTEBOOKS]
+    assert names[:5] == [
+        "01_quickstart.ipynb",
+        "02_discover_a_drift.ipynb",
+        "03_learned_objectives.ipynb",
+        "04_curricula.ipynb",
+        "05_evaluate_and_zoo.ipynb",
+    ], names
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_structure(path: Path):
+    notebook = _read(path)
+    nbformat.validate(notebook)
+
+    title = notebook.cells[0]
+    assert title.cell_type == "markdown" and title.source.startswith("# "), (
+        f"{path.name}: the first cell must be a markdown title ('# ...')"
+    )
+
+    code = _code_cells(notebook)
+    setup = code[0].source
+    for needle in ('"google.colab" in sys.modules', "pip", "install", INSTALL_URL,
+                   "jax.default_backend()", "jax.devices()"):
+        assert needle in setup, f"{path.name}: the first code cell lacks {needle!r}"
+    # Plain Python (no `!pip` shell escapes), so that it runs, and does nothing, outside Colab.
+    compile(setup, f"{path.name}: setup cell", "exec")
+
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters', expected 1"
+    assert tagged[0] is code[1], f"{path.name}: the parameters cell must follow the setup cell"
+    assert "# GPU:" in tagged[0].source, f"{path.name}: give the GPU values in comments"
+
+    for index, cell in enumerate(code):
+        assert cell.outputs == [] and cell.execution_count is None, (
+            f"{path.name}: code cell {index} has stored outputs; clear them before committing"
+        )
+
+
+@pytest.mark.timeout(120)
+def test_kernel_is_this_python(tmp_path: Path):
+    """The notebooks must run in this environment's interpreter, not another Python."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("import sys\nprint(sys.executable)")]
+    _client(notebook, tmp_path, timeout=60).execute()
+    printed = notebook.cells[0].outputs[0]["text"].strip()
+    assert os.path.realpath(printed) == os.path.realpath(sys.executable)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # The kernel inherits this environment: keep the user's zoo out, so that "zoo:NAME"
+    # resolves to the entries shipped with the package.
+    monkeypatch.setenv("DISCOVERY_ZOO", str(tmp_path / "zoo"))
+    copy = tmp_path / path.name
+    shutil.copyfile(path, copy)
+    notebook = _read(copy)
+    try:
+        _client(notebook, tmp_path).execute()
+    except nbclient.exceptions.CellExecutionError as error:
+        pytest.fail(f"{path.name} failed:\n{error}", pytrace=False)
+    finally:
+        nbformat.write(notebook, copy)  # executed copy, outputs included, for debugging
+    errors = [o for cell in _code_cells(notebook) for o in cell.outputs
+              if o.output_type == "error"]
+    assert not errors, f"{path.name}: cells raised {[e['ename'] for e in errors]}"
