@@ -32,6 +32,7 @@ def test_shipped_configs_load():
 
     from discovery.cli import config_component
     from discovery.config import load_config
+    from discovery.sweep import load_sweep
     from discovery.train import TrainConfig
     from meta.loop import MetaTrainConfig
     from meta.objective_loop import ObjectiveMetaTrainConfig
@@ -40,12 +41,13 @@ def test_shipped_configs_load():
     meta_configs = {"drift": MetaTrainConfig, "objective": ObjectiveMetaTrainConfig}
     loaded = 0
     for path in sorted(configs.glob("*.yaml")):
-        if path.name.startswith("ppo_"):
-            cls = TrainConfig
+        if path.name.startswith("sweep_"):
+            load_sweep(path)
+        elif path.name.startswith("ppo_"):
+            load_config(TrainConfig, path)
         else:
-            cls = meta_configs[config_component(str(path), [])]
-        load_config(cls, path)
+            load_config(meta_configs[config_component(str(path), [])], path)
         loaded += 1
-    assert loaded >= 6
+    assert loaded >= 8
     demo = load_config(MetaTrainConfig, configs / "lpo_cartpole.yaml")
     assert demo == MetaTrainConfig(), "configs/lpo_cartpole.yaml must spell out the demo"
