@@ -27,16 +27,12 @@ from pathlib import Path
 import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 
 # isort: split
-import jax
 import numpy as np
 
 from discovery.config import load_config, save_config
-from discovery.meta_run import load_params
-from discovery.objective import make_objective
-from discovery.objective_run import write_objective_results
+from discovery.objective_run import load_finished_run, write_objective_results
 from meta.objective_loop import (
     ObjectiveMetaTrainConfig,
-    ObjectiveMetaTrainResult,
     meta_train_objective,
 )
 
@@ -47,20 +43,12 @@ CURRICULA = {
 LABELS = {"dr": "LPG + DR", "plr": "LPG + PLR (regret)"}
 
 
-def _finished_run(config: ObjectiveMetaTrainConfig, run_dir: Path) -> ObjectiveMetaTrainResult:
-    objective = make_objective(config.objective)
-    params = load_params(run_dir / "objective_params.msgpack", objective.init(jax.random.key(0)))
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    history = [json.loads(line) for line in lines]
-    return ObjectiveMetaTrainResult(run_dir, None, objective, history, lambda state: params)
-
-
 def _run(args: argparse.Namespace, kind: str, seed: int) -> tuple[dict, list[dict], float]:
     root = args.from_runs if args.from_runs is not None else args.run_root
     run_dir = root / f"seed{seed}" / kind
     if args.from_runs is not None or (run_dir / "summary.json").exists():
         config = load_config(ObjectiveMetaTrainConfig, run_dir / "config.yaml")
-        result = _finished_run(config, run_dir)
+        result = load_finished_run(config, run_dir)
         if args.from_runs is None:  # finished earlier: reuse its evaluation
             return json.loads((run_dir / "summary.json").read_text()), result.history, float("nan")
         meta_s = float("nan")

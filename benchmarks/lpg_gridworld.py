@@ -14,7 +14,6 @@ second, compile excluded) and the held-out final returns, mean ± s.e. over seed
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,27 +21,14 @@ from pathlib import Path
 import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 
 # isort: split
-import jax
 import numpy as np
 
 from discovery.config import load_config, save_config
-from discovery.meta_run import load_params
-from discovery.objective import make_objective
-from discovery.objective_run import write_objective_results
+from discovery.objective_run import load_finished_run, write_objective_results
 from meta.objective_loop import (
     ObjectiveMetaTrainConfig,
-    ObjectiveMetaTrainResult,
     meta_train_objective,
 )
-
-
-def _finished_run(config: ObjectiveMetaTrainConfig, run_dir: Path) -> ObjectiveMetaTrainResult:
-    """A finished run's objective params and log, as ``meta_train_objective`` returns them."""
-    objective = make_objective(config.objective)
-    params = load_params(run_dir / "objective_params.msgpack", objective.init(jax.random.key(0)))
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    history = [json.loads(line) for line in lines]
-    return ObjectiveMetaTrainResult(run_dir, None, objective, history, lambda state: params)
 
 
 def main() -> None:
@@ -56,7 +42,7 @@ def main() -> None:
     if args.from_run is not None:
         config = load_config(ObjectiveMetaTrainConfig, args.from_run / "config.yaml",
                              args.overrides)
-        result = _finished_run(config, args.from_run)
+        result = load_finished_run(config, args.from_run)
         meta_s = float("nan")
     else:
         config = load_config(ObjectiveMetaTrainConfig, args.config, args.overrides)

@@ -23,7 +23,8 @@ from agents.a2c import make_a2c
 from agents.lpg_agent import lifetime_final_return, lifetime_final_reward_rate
 from discovery.config import save_config
 from discovery.lpg_task import make_objective_evaluator
-from discovery.meta_run import generation_progress, save_params
+from discovery.meta_run import generation_progress, load_params, save_params
+from discovery.objective import make_objective
 from discovery.plots import plot_metric_history
 from envs.registry import GRIDWORLD_PREFIX
 from meta.objective_loop import (
@@ -90,6 +91,18 @@ def _mean_sem(values: np.ndarray) -> dict[str, list[float]]:
         mean = np.nanmean(values, axis=-1)
         sem = np.nanstd(values, axis=-1) / np.sqrt(np.maximum(count, 1))
     return {"mean": mean.tolist(), "sem": sem.tolist()}
+
+
+def load_finished_run(
+    config: ObjectiveMetaTrainConfig, run_dir: Path
+) -> ObjectiveMetaTrainResult:
+    """A finished run's objective params and log, as ``meta_train_objective`` returns
+    them (without the loop state), e.g. to evaluate it again."""
+    objective = make_objective(config.objective)
+    params = load_params(run_dir / "objective_params.msgpack", objective.init(jax.random.key(0)))
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    history = [json.loads(line) for line in lines]
+    return ObjectiveMetaTrainResult(run_dir, None, objective, history, lambda state: params)
 
 
 def write_objective_results(
