@@ -18,7 +18,7 @@ from typing import Any
 
 import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 from discovery.checkpoint import CheckpointError
-from discovery.config import ConfigError, load_config, save_config
+from discovery.config import ConfigError, config_component, load_config, save_config
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -212,34 +212,6 @@ def _train(args: argparse.Namespace) -> int:
     )
     console.print(f"wrote {run_dir}/config.yaml, metrics.jsonl, learning_curve.png, summary.json")
     return 0
-
-
-COMPONENTS = ("drift", "objective")
-
-
-def config_component(config_path: str | None, overrides: Sequence[str]) -> str:
-    """Which meta-training a config describes: its top-level ``component`` (default drift)."""
-    component = "drift"
-    source = "default"
-    if config_path is not None and Path(config_path).is_file():
-        import yaml
-
-        try:
-            data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
-        except yaml.YAMLError:
-            data = None  # load_config reports the YAML error with its position.
-        if isinstance(data, dict) and "component" in data:
-            component, source = data["component"], config_path
-    for override in overrides:
-        if override.partition("=")[0].strip() == "component":
-            component, source = override.partition("=")[2].strip(), "--set"
-    if component not in COMPONENTS:
-        raise ConfigError(
-            f"component: got {component!r} (from {source}); allowed: {', '.join(COMPONENTS)}",
-            field="component",
-            source=source,
-        )
-    return component
 
 
 def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:

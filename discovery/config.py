@@ -160,6 +160,33 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     return apply_overrides(config, overrides)
 
 
+COMPONENTS = ("drift", "objective")
+
+
+def config_component(config_path: str | Path | None, overrides: Sequence[str] = ()) -> str:
+    """Which meta-training a config describes: its top-level ``component`` (default
+    ``drift``), overridden by a ``component=...`` override (``--set``)."""
+    component = "drift"
+    source = "default"
+    if config_path is not None and Path(config_path).is_file():
+        try:
+            data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            data = None  # load_config reports the YAML error with its position.
+        if isinstance(data, Mapping) and "component" in data:
+            component, source = data["component"], str(config_path)
+    for override in overrides:
+        if override.partition("=")[0].strip() == "component":
+            component, source = override.partition("=")[2].strip(), "--set"
+    if component not in COMPONENTS:
+        raise ConfigError(
+            f"component: got {component!r} (from {source}); allowed: {', '.join(COMPONENTS)}",
+            field="component",
+            source=source,
+        )
+    return component
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain YAML/JSON-safe form of a config: nested dicts, lists for tuples, str for paths."""
     if not _is_dataclass_instance(config):

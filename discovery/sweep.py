@@ -75,7 +75,15 @@ import yaml
 
 import envs as env_registry
 from agents.ppo import PPOHyperparams, make_train
-from discovery.config import ConfigError, _Dumper, _Loader, load_config, save_config, to_dict
+from discovery.config import (
+    ConfigError,
+    _Dumper,
+    _Loader,
+    config_component,
+    load_config,
+    save_config,
+    to_dict,
+)
 from discovery.drift import make_drift
 from discovery.train import TrainConfig, TrainResult, write_train_metrics
 
@@ -97,7 +105,6 @@ __all__ = [
 
 COMMANDS = ("train", "meta-train")
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
-COMPONENTS = ("drift", "objective")
 
 #: PPO fields that ``make_train``'s ``train`` takes traced (``PPOHyperparams``).
 TRACED_PPO_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PPOHyperparams))
@@ -343,7 +350,7 @@ def load_sweep(path: str | Path, extra_set: Sequence[str] = ()) -> SweepSpec:
         raise _error("max_group_size", max_group_size, "an int >= 1 or null", source)
 
     metric = data.get("metric")
-    config_class = _config_class(command, base, overrides, source)
+    config_class = _config_class(command, base, overrides)
     if metric is None:
         metric = _default_metric(load_config(config_class, base, overrides))
     if not isinstance(metric, str):
@@ -382,7 +389,7 @@ def expand_cells(spec: SweepSpec) -> list[Cell]:
     when a swept value is invalid, and naming the cell when values clash.
     """
     source = str(spec.source) if spec.source else "<sweep>"
-    config_class = _config_class(spec.command, spec.base, spec.set, source)
+    config_class = _config_class(spec.command, spec.base, spec.set)
     base = load_config(config_class, spec.base, spec.set)
     seen_envs: set[str] = set()
     _check_envs(base, "base/set", source, seen_envs)
@@ -891,33 +898,10 @@ def _resolve_base(base: Any, sweep_path: Path, source: str) -> Path:
     )
 
 
-def _component(base: Path | None, overrides: Sequence[str], source: str) -> str:
-    """Which meta-training a config describes: its top-level ``component`` (default
-    ``drift``), as ``discover meta-train`` decides (``discovery.cli.config_component``)."""
-    component, origin = "drift", "default"
-    if base is not None:
-        try:
-            data = yaml.load(base.read_text(encoding="utf-8"), Loader=_Loader)
-        except yaml.YAMLError:
-            data = None  # load_config reports the YAML error with its position.
-        if isinstance(data, Mapping) and "component" in data:
-            component, origin = data["component"], str(base)
-    for override in overrides:
-        if override.partition("=")[0].strip() == "component":
-            component, origin = override.partition("=")[2].strip(), f"set {override!r}"
-    if component not in COMPONENTS:
-        raise ConfigError(
-            f"component: got {component!r} (from {origin}); allowed: {', '.join(COMPONENTS)}",
-            field="component",
-            source=origin,
-        )
-    return component
-
-
-def _config_class(command: str, base: Path | None, overrides: Sequence[str], source: str) -> type:
+def _config_class(command: str, base: Path | None, overrides: Sequence[str]) -> type:
     if command == "train":
         return TrainConfig
-    if _component(base, overrides, source) == "objective":
+    if config_component(base, overrides) == "objective":
         from meta.objective_loop import ObjectiveMetaTrainConfig
 
         return ObjectiveMetaTrainConfig

@@ -40,7 +40,14 @@ from flax import serialization
 
 from discovery import __version__
 from discovery.checkpoint import _fsync_directory
-from discovery.config import ConfigError, from_dict, load_config, to_dict
+from discovery.config import (
+    COMPONENTS,
+    ConfigError,
+    config_component,
+    from_dict,
+    load_config,
+    to_dict,
+)
 
 if TYPE_CHECKING:
     from discovery.drift import Drift
@@ -60,7 +67,7 @@ __all__ = [
 
 FORMAT = "discovery-zoo"
 ZOO_FORMAT_VERSION = 1
-KINDS = ("drift", "objective")
+KINDS = COMPONENTS  # the component kinds a run or an entry can hold
 MANIFEST_FILE = "manifest.json"
 PARAMS_FILE = "params.msgpack"
 ZOO_PREFIX = "zoo:"
@@ -442,20 +449,17 @@ def _leaf_shapes(state: Mapping[str, Any], prefix: str = "") -> dict[str, list[i
 
 
 def run_component_kind(config_path: Path) -> str:
-    """``drift`` or ``objective``: the config's top-level ``component`` (default drift), the
-    rule ``discovery.cli.config_component`` applies."""
+    """``drift`` or ``objective``: the config's top-level ``component`` (default drift),
+    by the rule ``discover meta-train`` applies (:func:`discovery.config.config_component`)."""
     try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        yaml.safe_load(config_path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
         raise ZooError(f"{config_path}: cannot read the run's config: {e}",
                        path=config_path) from e
-    kind = data.get("component", "drift") if isinstance(data, dict) else "drift"
-    if kind not in KINDS:
-        raise ZooError(
-            f"{config_path}: field 'component' is {kind!r}; allowed: {', '.join(KINDS)}",
-            path=config_path, field="component",
-        )
-    return kind
+    try:
+        return config_component(config_path)
+    except ConfigError as e:
+        raise ZooError(f"{config_path}: {e}", path=config_path, field="component") from None
 
 
 def _read_run(

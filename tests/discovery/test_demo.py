@@ -30,8 +30,7 @@ def test_default_meta_training_raises_fitness(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
-    from discovery.cli import config_component
-    from discovery.config import load_config
+    from discovery.config import config_component, load_config
     from discovery.sweep import load_sweep
     from discovery.train import TrainConfig
     from meta.loop import MetaTrainConfig
