@@ -43,9 +43,10 @@ last and atomically, so a cell with a ``result.json`` is finished and a rerun sk
 and ``summary.md``, ``summary.json`` and ``summary.png`` ranking the swept values by
 the metric, mean and standard error over seeds.
 
-Metrics. ``train``: ``final_return`` (each agent's mean episode return over the last
-5% of updates, as ``TrainResult.final_returns``) or ``mean_return`` (each agent's mean
-over all updates, rewarding fast learning); the samples of a cell are its
+Metrics. ``train``: ``final_return`` (each agent's training return over the last 5% of
+updates, as ``TrainResult.final_returns``) or ``mean_return`` (each agent's mean over
+all updates, rewarding fast learning); a diverged agent's sample is missing and
+counted; the samples of a cell are its
 ``TrainConfig.seeds`` agents. ``meta-train``: a field of the run's ``metrics.jsonl``
 (``fitness_mean``, ``fitness_max``, ``best_fitness`` for ES runs; ``episode_return``
 for objective meta-gradient runs), averaged over the last fifth of the generations
@@ -59,7 +60,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import re
 import time
 import warnings
@@ -74,7 +74,7 @@ import numpy as np
 import yaml
 
 import envs as env_registry
-from agents.ppo import PPOHyperparams, make_train
+from agents.ppo import PPOHyperparams, diverged, make_train
 from discovery.config import (
     ConfigError,
     _Dumper,
@@ -85,6 +85,7 @@ from discovery.config import (
     to_dict,
 )
 from discovery.drift import make_drift
+from discovery.files import write_json, write_text_atomic
 from discovery.train import TrainConfig, TrainResult, write_train_metrics
 
 __all__ = [
@@ -496,7 +497,7 @@ def run_sweep(
     for cell in cells:
         _check_cell_dir(cell, cells_dir / cell.cell_id)
     cells_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(
+    write_text_atomic(
         sweep_dir / "sweep.yaml",
         yaml.dump(spec.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=None),
     )
@@ -526,7 +527,7 @@ def run_sweep(
         else:
             finished = _run_meta_cells(group, cells_dir, spec.metric)
         for cell, result in finished:
-            _write_text(cells_dir / cell.cell_id / "result.json", _dumps(result))
+            write_json(cells_dir / cell.cell_id / "result.json", result)
             results[cell.cell_id] = result
             if on_cell is not None:
                 on_cell(cell, result)
@@ -548,9 +549,13 @@ def _run_train_group(
     drift = make_drift(config.drift)
     train = make_train(config.ppo, env, env_params, drift)
 
+    def train_one(key: jax.Array, drift_params: Any, hparams: PPOHyperparams) -> Any:
+        state, metrics = train(key, drift_params, hparams)
+        return metrics, diverged(state, metrics)
+
     def train_cell(keys: jax.Array, drift_params: Any, hparams: PPOHyperparams) -> Any:
-        """Metrics ``[seeds, updates]`` of one cell's agents."""
-        return jax.vmap(lambda key: train(key, drift_params, hparams)[1])(keys)
+        """Metrics ``[seeds, updates]`` and divergence ``[seeds]`` of one cell's agents."""
+        return jax.vmap(train_one, in_axes=(0, None, None))(keys, drift_params, hparams)
 
     keys = jnp.stack(
         [jax.random.split(jax.random.key(c.config.seed), c.config.seeds) for c in cells]
@@ -558,8 +563,8 @@ def _run_train_group(
     drift_params = _stack([drift.init(jax.random.key(c.config.seed)) for c in cells])
     hparams = _stack([c.config.ppo.hyperparams() for c in cells])
     tic = time.perf_counter()
-    metrics = jax.jit(jax.vmap(train_cell))(keys, drift_params, hparams)
-    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    metrics, failed = jax.device_get(jax.jit(jax.vmap(train_cell))(keys, drift_params, hparams))
+    metrics = {k: np.asarray(v) for k, v in metrics.items()}
     wall_time = time.perf_counter() - tic
     steps = np.arange(1, config.ppo.num_updates + 1) * config.ppo.steps_per_update
 
@@ -568,16 +573,16 @@ def _run_train_group(
     finished = []
     for i, cell in enumerate(cells):
         cell_dir = cells_dir / cell.cell_id
-        result = TrainResult({k: v[i] for k, v in metrics.items()}, steps)
+        result = TrainResult({k: v[i] for k, v in metrics.items()}, steps, np.asarray(failed[i]))
         write_train_metrics(result, cell_dir / "metrics.jsonl")
-        returns = result.metrics["episode_return"]
-        with warnings.catch_warnings():  # updates where no episode ended are NaN
+        returns = result.metrics["latest_return"]
+        with warnings.catch_warnings():  # every seed diverged: the curve is NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             plot_learning_curve(steps, returns, cell_dir / "learning_curve.png",
                                 title=_label(cell) or cell.cell_id)
         per_seed = {
-            "final_return": _nanmean(returns[:, -_final_window(returns.shape[-1]):], axis=-1),
-            "mean_return": _nanmean(returns, axis=-1),
+            "final_return": result.final_returns(),
+            "mean_return": np.where(result.diverged, np.nan, returns.mean(axis=-1)),
         }
         record = _cell_record(cell, metric, per_seed[metric])
         record.update(
@@ -587,7 +592,7 @@ def _run_train_group(
                 "mean_return_per_seed": per_seed["mean_return"].tolist(),
                 "learning_curve": {
                     "env_steps": steps.tolist(),
-                    "episode_return": _nanmean(returns, axis=0).tolist(),
+                    "latest_return": _nanmean(returns, axis=0).tolist(),
                 },
                 "group": [c.cell_id for c in cells],
                 "group_wall_time_s": wall_time,
@@ -717,8 +722,8 @@ def write_summary(
         "points": ranked,
         "cells": rows,
     }
-    _write_text(sweep_dir / "summary.json", _dumps(summary))
-    _write_text(sweep_dir / "summary.md", _markdown(spec, summary))
+    write_json(sweep_dir / "summary.json", summary)
+    write_text_atomic(sweep_dir / "summary.md", _markdown(spec, summary))
     _plot_summary(spec, summary, sweep_dir / "summary.png")
     return summary
 
@@ -1024,11 +1029,6 @@ def _point_key(values: tuple[tuple[str, Any], ...]) -> str:
     return json.dumps([[k, v] for k, v in values])
 
 
-def _final_window(num_updates: int, fraction: float = 0.05) -> int:
-    """Updates in the final-return window, as ``TrainResult.final_returns``."""
-    return max(1, int(round(num_updates * fraction)))
-
-
 def _stack(trees: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -1068,33 +1068,6 @@ def _nan(values: Sequence[float | None]) -> np.ndarray:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.generic, np.ndarray)):
-        return _json_safe(value.tolist())
-    return value
-
-
-def _dumps(data: Any) -> str:
-    """Strict JSON (NaN and infinities as null)."""
-    return json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write atomically: a temp file, fsynced, renamed over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _show(value: Any) -> str:

@@ -29,7 +29,6 @@ processes: on multi-host runs, make one on process 0 only.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +36,8 @@ from types import TracebackType
 from typing import Any, Protocol, TextIO, TypeVar, runtime_checkable
 
 import numpy as np
+
+from discovery.files import to_json
 
 TRACKERS = ("jsonl", "tensorboard", "wandb")
 
@@ -245,30 +246,6 @@ class WandbTracker(_ClosingContext):
         if self._run is not None:
             self._run.finish()
             self._run = None
-
-
-def to_json(value: Any) -> Any:
-    """``value`` as plain JSON types: arrays to lists, non-finite floats to ``None``.
-
-    Mapping keys become strings; anything JSON cannot hold (a path, a dtype) becomes
-    its ``str``.
-    """
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "__array__"):
-        try:
-            array = np.asarray(value)
-        except (TypeError, ValueError):  # e.g. typed PRNG keys.
-            return str(value)
-        if array.dtype.kind in "biuf":
-            return to_json(array.tolist())
-    return str(value)
 
 
 def _numeric_fields(

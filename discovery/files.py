@@ -1,0 +1,69 @@
+"""Files every run writes: strict JSON and atomic writes, in one place.
+
+Strict JSON (RFC 8259) has no NaN or infinity, so every non-finite float is written as
+``null``; a parser that follows the standard then reads every file we write. Writes go
+to a temp file in the same folder, are fsynced and renamed over the target, so a kill
+never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def to_json(value: Any) -> Any:
+    """``value`` as plain JSON types: arrays to lists, non-finite floats to ``None``.
+
+    Mapping keys become strings; anything JSON cannot hold (a path, a dtype) becomes
+    its ``str``.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "__array__"):
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError):  # e.g. typed PRNG keys.
+            return str(value)
+        if array.dtype.kind in "biuf":
+            return to_json(array.tolist())
+    return str(value)
+
+
+def dumps(value: Any, indent: int | None = None) -> str:
+    """Strict JSON text of ``value`` (non-finite floats as ``null``)."""
+    return json.dumps(to_json(value), indent=indent, allow_nan=False)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temp file, fsynced, renamed over it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, value: Any) -> Path:
+    """Write ``value`` as indented strict JSON, atomically."""
+    return write_text_atomic(path, dumps(value, indent=2) + "\n")
