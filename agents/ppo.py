@@ -11,7 +11,7 @@ one may vmap over (seeds, drift params, hyperparameters, environment physics).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import jax
@@ -32,31 +32,36 @@ class PPOConfig:
 
     Fields that fix shapes or loop lengths are static; the float hyperparameters are
     also copied into :class:`PPOHyperparams` by :meth:`hyperparams` so they can be
-    traced and vmapped over.
+    traced and vmapped over. ``reward_scale`` multiplies every reward the agent learns
+    from (brax's fixed ``reward_scaling``, 10 in Lu et al.'s (2022) brax Ant setting);
+    returns are always reported unscaled.
     """
 
-    num_envs: int = 4
-    num_steps: int = 128
-    total_timesteps: int = 500_000
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    lr: float = 2.5e-4
+    # Bounds (checked by discovery.config when a config is loaded): what can run at all,
+    # plus caps far above any sensible setting that stop a typo (1e30) before it allocates.
+    num_envs: int = field(default=4, metadata={"min": 1, "max": 2**20})
+    num_steps: int = field(default=128, metadata={"min": 1, "max": 2**20})
+    total_timesteps: int = field(default=500_000, metadata={"min": 1, "max": 10**10})
+    update_epochs: int = field(default=4, metadata={"min": 1, "max": 10_000})
+    num_minibatches: int = field(default=4, metadata={"min": 1, "max": 2**20})
+    lr: float = field(default=2.5e-4, metadata={"gt": 0, "max": 1})
     anneal_lr: bool = True
-    adam_b1: float = 0.9
-    adam_b2: float = 0.999
-    adam_eps: float = 1e-5
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    vf_clip: float = 0.2
-    max_grad_norm: float = 0.5
+    adam_b1: float = field(default=0.9, metadata={"min": 0, "lt": 1})
+    adam_b2: float = field(default=0.999, metadata={"min": 0, "lt": 1})
+    adam_eps: float = field(default=1e-5, metadata={"gt": 0, "max": 1})
+    gamma: float = field(default=0.99, metadata={"min": 0, "max": 1})
+    gae_lambda: float = field(default=0.95, metadata={"min": 0, "max": 1})
+    ent_coef: float = field(default=0.01, metadata={"min": 0, "max": 10})
+    vf_coef: float = field(default=0.5, metadata={"min": 0, "max": 100})
+    vf_clip: float = field(default=0.2, metadata={"min": 0, "max": 1e6})
+    max_grad_norm: float = field(default=0.5, metadata={"gt": 0, "max": 1e6})
     normalize_advantage: bool = True
     network: Literal["mlp", "cnn"] = "mlp"
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden_sizes: tuple[int, ...] = field(default=(64, 64), metadata={"min": 1, "max": 65536})
     activation: Literal["tanh", "relu"] = "tanh"
     normalize_obs: bool = False
     normalize_reward: bool = False
+    reward_scale: float = field(default=1.0, metadata={"gt": 0, "max": 1e6})
 
     def __post_init__(self) -> None:
         positive_ints = ("num_envs", "num_steps", "update_epochs", "num_minibatches")
@@ -97,6 +102,7 @@ class PPOConfig:
             vf_coef=jnp.float32(self.vf_coef),
             vf_clip=jnp.float32(self.vf_clip),
             max_grad_norm=jnp.float32(self.max_grad_norm),
+            reward_scale=jnp.float32(self.reward_scale),
         )
 
 
@@ -113,6 +119,7 @@ class PPOHyperparams:
     vf_coef: jax.Array
     vf_clip: jax.Array
     max_grad_norm: jax.Array
+    reward_scale: jax.Array
 
 
 @struct.dataclass
@@ -168,6 +175,10 @@ def make_train(
     ``episode_return`` / ``episode_length`` (mean over episodes that ended during the
     update's rollout, NaN if none did), ``episodes``, ``actor_loss``, ``value_loss``,
     ``entropy``, ``drift``, ``approx_kl``. Jittable and vmappable over every argument.
+
+    ``latest_return`` is defined at every update whether or not an episode ended: the
+    mean over the rollout's steps and envs of each env's last finished episode return
+    (the running return before its first episode finishes).
 
     ``on_update(n)``, if given, is called on the host after update ``n`` (0-based) through
     ``jax.debug.callback``, for progress display. The update index does not depend on
@@ -226,7 +237,7 @@ def make_train(
                     action=action,
                     log_prob=policy.log_prob(action),
                     value=value,
-                    reward=reward,
+                    reward=reward * hp.reward_scale,
                     terminated=terminated,
                     truncated=truncated,
                     next_obs=info["final_observation"],
@@ -235,6 +246,7 @@ def make_train(
                     info["returned_episode"],
                     info["returned_episode_returns"],
                     info["returned_episode_lengths"],
+                    info["latest_episode_return"],
                 )
                 return (env_state, next_obs), (transition, episode_info)
 
@@ -273,7 +285,7 @@ def make_train(
         def update(state: PPOState, key: jax.Array) -> tuple[PPOState, Metrics]:
             key_rollout, key_epochs = jax.random.split(key)
             progress = state.update_idx.astype(jnp.float32) / num_updates
-            state, traj, (ended, ep_returns, ep_lengths) = rollout(state, key_rollout)
+            state, traj, (ended, ep_returns, ep_lengths, latest) = rollout(state, key_rollout)
             _, next_value = network.apply(state.params, traj.next_obs)
             advantage, target = gae(
                 traj.reward,
@@ -317,6 +329,7 @@ def make_train(
             metrics["episode_length"] = jnp.where(
                 episodes > 0, jnp.sum(ep_lengths * ended) / safe, jnp.nan
             )
+            metrics["latest_return"] = latest.mean()
             if on_update is not None:
                 jax.debug.callback(on_update, state.update_idx)
             state = state.replace(
@@ -328,3 +341,71 @@ def make_train(
         return jax.lax.scan(update, state, update_keys)
 
     return train
+
+
+def diverged(state: PPOState, metrics: Metrics) -> jax.Array:
+    """True when training diverged: a non-finite loss at any update or non-finite final
+    params. Shapes: one agent's ``train`` outputs (vmap for more)."""
+    losses = jnp.stack([metrics["actor_loss"], metrics["value_loss"]])
+    params_finite = jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.params)])
+    )
+    return ~(jnp.all(jnp.isfinite(losses)) & params_finite)
+
+
+def episode_limit(env_params: Any) -> int:
+    """The env's time limit in steps (``max_steps_in_episode``), as a Python int."""
+    limit = getattr(env_params, "max_steps_in_episode", None)
+    if limit is None:
+        raise ValueError(
+            f"{type(env_params).__name__} has no max_steps_in_episode: evaluation episodes "
+            "need a time limit; pass max_steps"
+        )
+    return int(limit)
+
+
+def make_evaluate(
+    config: PPOConfig, env: Any, env_params: Any, max_steps: int | None = None
+) -> Callable[..., jax.Array]:
+    """Build ``evaluate(key, state, env_params=None) -> returns [num_envs]``.
+
+    The trained policy (sampling its actions, as in training) plays on from the training
+    envs' final state: each env first finishes the episode that training left in
+    progress, then plays one whole episode with the final policy, whose undiscounted
+    return is its score. Every episode ends within the env's time limit, so every env
+    gets a score; an env that has not finished within ``2 * max_steps`` steps (an env
+    that ignores its own limit) scores NaN. Observation statistics (when normalised)
+    carry over from training. This is the final evaluation return that Lu et al.
+    (2022) meta-train LPO on, and it exists whether or not any episode ended during
+    the last updates of training.
+    """
+    vec_env, discrete, action_dim = wrap_env(config, env, env_params, config.gamma)
+    network = make_network(config, discrete, action_dim)
+    default_env_params = env_params
+    limit = 2 * (episode_limit(env_params) if max_steps is None else int(max_steps))
+
+    def evaluate(key: jax.Array, state: PPOState, env_params: Any = None) -> jax.Array:
+        env_params = default_env_params if env_params is None else env_params
+        # phase per env: 0 finishing the training episode, 1 the scored episode, 2 done.
+        phase = jnp.zeros(config.num_envs, jnp.int32)
+        score = jnp.full(config.num_envs, jnp.nan, jnp.float32)
+
+        def unfinished(carry):
+            _, _, _, phase, _, step = carry
+            return (step < limit) & jnp.any(phase < 2)
+
+        def play(carry):
+            key, env_state, obs, phase, score, step = carry
+            key, key_act, key_env = jax.random.split(key, 3)
+            policy, _ = network.apply(state.params, obs)
+            obs, env_state, _, _, _, info = vec_env.step(
+                key_env, env_state, policy.sample(key_act), env_params
+            )
+            ended = info["returned_episode"] & (phase < 2)
+            score = jnp.where(ended & (phase == 1), info["returned_episode_returns"], score)
+            return key, env_state, obs, phase + ended, score, step + 1
+
+        carry = (key, state.env_state, state.obs, phase, score, jnp.int32(0))
+        return jax.lax.while_loop(unfinished, play, carry)[4]
+
+    return evaluate

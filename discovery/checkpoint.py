@@ -182,6 +182,13 @@ def load_checkpoint(path: str | Path, target: T) -> tuple[T, dict[str, Any]]:
     return tree, info
 
 
+def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
+    """The user metadata of a checkpoint file, after verifying the whole file (format,
+    header and payload checksum); raises :class:`CheckpointError` otherwise."""
+    header, _ = _read(Path(path))
+    return header.get("metadata", {})
+
+
 # --------------------------------------------------------------------------- internals
 
 

@@ -17,7 +17,6 @@ lifetime), and every method is re-run at it.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,12 +30,13 @@ import numpy as np
 import envs as env_registry
 from agents.a2c import make_a2c
 from agents.lpg_agent import LPGAgentConfig, make_lpg_agent
-from agents.ppo import PPOConfig, make_train
+from agents.ppo import PPOConfig
 from discovery import stats
 from discovery.config import apply_overrides, from_dict
 from discovery.drift import make_drift
+from discovery.files import write_json, write_text_atomic
 from discovery.plots import pyplot
-from discovery.tasks import random_policy_return
+from discovery.tasks import DriftTaskConfig, make_agent_score, random_policy_return
 from envs.registry import GRIDWORLD_PREFIX
 
 
@@ -57,7 +57,7 @@ class EvaluateConfig:
     """
 
     envs: tuple[str, ...] = ()
-    seeds: int = field(default=8, metadata={"min": 2})
+    seeds: int = field(default=8, metadata={"min": 2, "max": 65536})
     horizons: tuple[float, ...] = (1.0,)
     final_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
     confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999})
@@ -114,6 +114,8 @@ def _evaluate_drift(
     ppo = from_dict(PPOConfig, task.get("ppo", {}), source="the component's meta-training config")
     ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
     env_names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
+    scoring = DriftTaskConfig(score=task.get("score", "evaluation"),
+                              final_fraction=config.final_fraction)
     methods = _drift_methods(entry)
     results: dict[float, dict[str, dict[str, MethodCurves]]] = {}
     env_keys = jax.random.split(jax.random.key(config.seed), len(env_names))
@@ -126,14 +128,17 @@ def _evaluate_drift(
             keys = jax.random.split(key, config.seeds)
             per_method = {}
             for method, (drift, params) in methods.items():
-                train = make_train(ppo_h, env, env_params, drift)
-                _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, params)
-                curves = np.asarray(metrics["episode_return"], dtype=np.float64)
+                score = make_agent_score(scoring, ppo_h, env, env_params, drift)
+                final, metrics = jax.jit(jax.vmap(score, in_axes=(0, None, None)))(
+                    keys, params, ppo_h.hyperparams()
+                )
                 per_method[method] = MethodCurves(
-                    curves, _final(curves, config.final_fraction), ppo_h.steps_per_update
+                    np.asarray(metrics["latest_return"], dtype=np.float64),
+                    np.asarray(final, dtype=np.float64),
+                    ppo_h.steps_per_update,
                 )
             results[horizon][name] = per_method
-    return results, list(env_names), float(ppo.total_timesteps), "env steps"
+    return results, list(env_names), float(ppo.total_timesteps), "env steps", scoring.score
 
 
 def _evaluate_objective(
@@ -215,8 +220,8 @@ def evaluate_component(
     the inner loop (``ppo.FIELD=VALUE`` for drifts, ``agent.FIELD=VALUE`` for objectives).
     """
     if entry.kind == "drift":
-        results, env_names, base, unit = _evaluate_drift(entry, config, overrides)
-        metric = "final episode return"
+        results, env_names, base, unit, score = _evaluate_drift(entry, config, overrides)
+        metric = f"final {score} return"
     else:
         results, env_names, base, unit = _evaluate_objective(entry, config, overrides)
         metric = "final reward per step"
@@ -266,10 +271,12 @@ def _json_float(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _cell(interval: dict[str, float]) -> str:
+def _cell(interval: dict[str, float], runs: int) -> str:
+    """``mean [low, high]``, with ``(n of runs)`` when some runs diverged or had no score."""
     if not np.isfinite(interval["estimate"]):
-        return "n/a"
-    return f"{interval['estimate']:.3g} [{interval['low']:.3g}, {interval['high']:.3g}]"
+        return f"n/a (0 of {runs})"
+    text = f"{interval['estimate']:.3g} [{interval['low']:.3g}, {interval['high']:.3g}]"
+    return text if interval["n"] == runs else f"{text} ({interval['n']} of {runs})"
 
 
 def markdown_table(report: dict[str, Any]) -> str:
@@ -288,10 +295,11 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.append("| env | " + " | ".join(methods) + " |")
         lines.append("|---|" + "---|" * len(methods))
         for name, row in table["envs"].items():
-            cells = " | ".join(_cell(row[m]["final"]) for m in methods)
+            cells = " | ".join(_cell(row[m]["final"], report["seeds"]) for m in methods)
             lines.append(f"| {name} | {cells} |")
         lines.append("| **IQM (normalised)** | "
-                     + " | ".join(_cell(table["aggregate"][m]["iqm"]) for m in methods) + " |")
+                     + " | ".join(_cell(table["aggregate"][m]["iqm"], len(table["envs"])
+                                        * report["seeds"]) for m in methods) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -347,27 +355,10 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         "markdown": out_dir / "results.md",
         "plot": out_dir / "curves.png",
     }
-    _atomic_write(paths["json"], json.dumps(_strict(serialisable), indent=2) + "\n")
-    _atomic_write(paths["markdown"], markdown_table(report))
+    write_json(paths["json"], serialisable)
+    write_text_atomic(paths["markdown"], markdown_table(report))
     plot_curves(report, paths["plot"])
     return paths
-
-
-def _strict(value: Any) -> Any:
-    """NaN and infinities as null, so ``results.json`` is strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def run_evaluate(

@@ -10,7 +10,6 @@ DPO's over ``(r, A)``, as in Lu et al., 2022).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from discovery.config import save_config
+from discovery.config import save_config, to_dict
 from discovery.drift import make_dpo_drift, make_ppo_drift
+from discovery.files import write_bytes_atomic, write_json
 from discovery.plots import plot_drifts, plot_fitness
+from discovery.run_folder import RunFolderPlan, prepare_run_folder, record_resume
+from discovery.stats import summarise_over_seeds
 from discovery.tasks import make_evaluator, ppo_params_for
 from meta.loop import MetaTrainConfig, MetaTrainResult, meta_train
 
@@ -31,13 +33,7 @@ def save_params(params: Any, path: Path) -> Path:
     data = serialization.msgpack_serialize(
         jax.tree.map(np.asarray, serialization.to_state_dict(params))
     )
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, data)
 
 
 def load_params(path: Path, target: Any) -> Any:
@@ -76,6 +72,7 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
     evaluate = make_evaluator(config.task, learned, eval_seeds)
     learned_returns = evaluate(mean_params, eval_key)
     ppo_returns = evaluate(ppo_params_for(learned, eval_key), eval_key)
+    learned, ppo = summarise_over_seeds(learned_returns), summarise_over_seeds(ppo_returns)
     first, last = history[0], history[-1]
     window = max(1, len(history) // 5)
     summary = {
@@ -86,21 +83,45 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
         "random_returns": result.task.random_returns.tolist(),
         "fitness_mean_first": first["fitness_mean"],
         "fitness_mean_last": last["fitness_mean"],
-        "fitness_mean_first_window": float(np.mean([r["fitness_mean"] for r in history[:window]])),
-        "fitness_mean_last_window": float(np.mean([r["fitness_mean"] for r in history[-window:]])),
+        "fitness_mean_first_window": _finite_mean(r["fitness_mean"] for r in history[:window]),
+        "fitness_mean_last_window": _finite_mean(r["fitness_mean"] for r in history[-window:]),
+        "nonfinite_members": int(sum(r["num_nonfinite"] for r in history)),
+        "score": config.task.score,
         "best_fitness": last["best_fitness"],
         "env_steps": last["env_steps"],
         "wall_time_s": float(sum(r["wall_time_s"] for r in history)),
         "evaluation": {
             "seeds": eval_seeds,
-            "learned_mean_return": learned_returns.mean(axis=-1).tolist(),
-            "learned_sem": (learned_returns.std(axis=-1) / np.sqrt(eval_seeds)).tolist(),
-            "ppo_mean_return": ppo_returns.mean(axis=-1).tolist(),
-            "ppo_sem": (ppo_returns.std(axis=-1) / np.sqrt(eval_seeds)).tolist(),
+            # Means over the seeds that did not diverge, with how many those are.
+            "learned_mean_return": learned["mean"],
+            "learned_sem": learned["sem"],
+            "learned_seeds": learned["seeds_covered"],
+            "learned_diverged_seeds": [eval_seeds - n for n in learned["seeds_covered"]],
+            "ppo_mean_return": ppo["mean"],
+            "ppo_sem": ppo["sem"],
+            "ppo_seeds": ppo["seeds_covered"],
+            "ppo_diverged_seeds": [eval_seeds - n for n in ppo["seeds_covered"]],
         },
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _finite_mean(values: Any) -> float | None:
+    """Mean of the finite values (``None`` entries are missing), or ``None`` if none is."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _format_fitness(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def _format_return(mean: float | None, seeds: int, diverged: int) -> str:
+    """``"271.5 (16 seeds)"``, with the diverged seeds counted when there are any."""
+    text = "n/a" if mean is None else f"{mean:.1f}"
+    text += f" ({seeds} seeds" + (f", {diverged} diverged)" if diverged else ")")
+    return text
 
 
 def generation_progress(console: Any) -> Any:
@@ -117,15 +138,29 @@ def generation_progress(console: Any) -> Any:
 
 
 def run_meta_training(
-    config: MetaTrainConfig, run_dir: Path, resume: bool = False, tracker: Any = None
+    config: MetaTrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    tracker: Any = None,
+    overwrite: bool = False,
+    plan: RunFolderPlan | None = None,
 ) -> dict:
     """Meta-train with a rich progress bar; returns the run's summary. ``tracker``
-    (:mod:`discovery.tracking`) also receives every generation's record."""
+    (:mod:`discovery.tracking`) also receives every generation's record.
+
+    The run folder is checked first (:func:`discovery.run_folder.prepare_run_folder`,
+    unless ``plan`` is its result already): nothing is written before that passes.
+    """
     from rich.console import Console
 
     console = Console()
+    if plan is None:
+        plan = prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite)
+    for note in plan.notes:
+        console.print(f"[yellow]resume:[/] {note}")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
+    record_resume(run_dir, plan)
     console.print(
         f"[bold]meta-train[/] {config.task.drift} on {', '.join(config.task.envs)}: "
         f"{config.generations} generations x population {config.es.population_size} "
@@ -144,18 +179,29 @@ def run_meta_training(
             if tracker is not None and jax.process_index() == 0:
                 tracker.log(record["generation"], record)
 
-        result = meta_train(config, run_dir, resume=resume, on_generation=on_generation)
+        result = meta_train(config, run_dir, resume=resume, on_generation=on_generation,
+                            checkpoint=plan.checkpoint)
     summary = write_results(result, config)
     console.print(
-        f"fitness (population mean, PPO-clip = 1): first {summary['fitness_mean_first']:.3f}"
-        f" -> last {summary['fitness_mean_last']:.3f}; best member {summary['best_fitness']:.3f}"
+        f"fitness (population mean, {config.task.normalise} normalised): first "
+        f"{_format_fitness(summary['fitness_mean_first'])} -> last "
+        f"{_format_fitness(summary['fitness_mean_last'])}; best member "
+        f"{_format_fitness(summary['best_fitness'])}; "
+        f"{summary['nonfinite_members']} non-finite members in all generations"
     )
     evaluation = summary["evaluation"]
-    for name, learned, ppo in zip(config.task.envs, evaluation["learned_mean_return"],
-                                  evaluation["ppo_mean_return"]):
+    for index, name in enumerate(config.task.envs):
+        learned, ppo = (
+            _format_return(
+                evaluation[f"{method}_mean_return"][index],
+                evaluation[f"{method}_seeds"][index],
+                evaluation[f"{method}_diverged_seeds"][index],
+            )
+            for method in ("learned", "ppo")
+        )
         console.print(
-            f"{name}: fresh agents ({evaluation['seeds']} new seeds) return {learned:.1f} with "
-            f"the learned drift vs {ppo:.1f} with PPO-clip"
+            f"{name}: fresh agents ({config.task.score} return) score {learned} with the "
+            f"learned drift vs {ppo} with PPO-clip"
         )
     console.print(
         f"wrote {run_dir}/: config.yaml metrics.jsonl checkpoints/ mean_params.msgpack "

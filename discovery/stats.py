@@ -5,7 +5,15 @@ Statistical Precipice": per-environment means get percentile-bootstrap CIs over 
 and the aggregate over environments is the interquartile mean (IQM, the mean of the
 middle 50% of all runs' normalised scores) with a *stratified* bootstrap CI (seeds are
 resampled within each environment). Written in numpy here: the reference library
-(rliable) pulls in arch and scipy for what is a few lines of resampling.
+(rliable) pulls in arch for what is a few lines of resampling. The IQM is exactly
+rliable's, ``scipy.stats.trim_mean(x, 0.25)``.
+
+Missing values: non-finite inputs (NaN for a run that produced no score, +-inf for
+one that diverged) are dropped before anything is computed, so every summary is over
+the finite runs only and is itself finite. Only when *no* input is finite is there
+nothing to summarise: then the result is NaN (an :class:`Interval` of NaNs), meaning
+"no data", never a number; report writers show it as ``n/a`` (markdown) and ``null``
+(JSON), never as ``nan`` (:mod:`discovery.evaluate`).
 """
 
 from __future__ import annotations
@@ -18,14 +26,16 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate with a confidence interval ``[low, high]``."""
+    """A point estimate with a confidence interval ``[low, high]``, over ``n`` finite
+    values (the runs it covers)."""
 
     estimate: float
     low: float
     high: float
+    n: int = 0
 
     def as_dict(self) -> dict[str, float]:
-        return {"estimate": self.estimate, "low": self.low, "high": self.high}
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "n": self.n}
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -36,7 +46,11 @@ def _finite(values: np.ndarray) -> np.ndarray:
 def bootstrap_mean_ci(
     values: np.ndarray, confidence: float = 0.95, samples: int = 2000, seed: int = 0
 ) -> Interval:
-    """Mean of ``values`` (NaNs dropped) with a percentile-bootstrap CI; NaN if empty."""
+    """Mean of ``values`` with a percentile-bootstrap CI over them.
+
+    Non-finite values are dropped first; with no finite value at all every field of
+    the interval is NaN ("no data").
+    """
     values = _finite(values)
     if values.size == 0:
         return Interval(float("nan"), float("nan"), float("nan"))
@@ -44,29 +58,44 @@ def bootstrap_mean_ci(
     resampled = rng.choice(values, size=(samples, values.size), replace=True).mean(axis=1)
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(resampled, [tail, 100 - tail])
-    return Interval(float(values.mean()), float(low), float(high))
+    return Interval(float(values.mean()), float(low), float(high), int(values.size))
+
+
+def _trimmed_mean(sorted_values: np.ndarray) -> float:
+    """``scipy.stats.trim_mean(x, 0.25)`` of already sorted, finite, non-empty values."""
+    n = sorted_values.size
+    cut = n // 4  # scipy's int(0.25 * n): whole values only, never fractions of one
+    return float(np.mean(sorted_values[cut : n - cut]))
 
 
 def interquartile_mean(values: np.ndarray) -> float:
-    """Mean of the middle 50% of the values (NaNs dropped), rliable's IQM.
+    """The interquartile mean as rliable computes it (Agarwal et al., 2021):
+    ``scipy.stats.trim_mean(x, 0.25)`` over the flattened values.
 
-    With ``n`` values, the lowest and highest ``n / 4`` are trimmed, fractional ends
-    weighted, so it interpolates smoothly between the median and the mean.
+    With ``n`` values, ``int(n / 4)`` whole values are cut from each end of the sorted
+    values and the rest are averaged (no fractional weights: with ``n = 10``, two are
+    cut from each end, and ``[0, 0, 0, 10, ..., 10]`` gives 8.33, not 9). Below four
+    values nothing is cut: the IQM is the mean.
+
+    Non-finite values (missing or diverged runs) are dropped first and ``n`` counts
+    the finite ones. Returns NaN, meaning "no data", only if no value is finite.
     """
     values = np.sort(_finite(values))
-    n = values.size
-    if n == 0:
+    if values.size == 0:
         return float("nan")
-    cut = n / 4
-    weights = np.clip(np.minimum(np.arange(1, n + 1) - cut, n - cut - np.arange(n)), 0, 1)
-    return float(np.sum(weights * values) / np.sum(weights))
+    return _trimmed_mean(values)
 
 
 def stratified_bootstrap_iqm(
     scores: np.ndarray, confidence: float = 0.95, samples: int = 2000, seed: int = 0
 ) -> Interval:
     """IQM of ``scores [E, S]`` (environments x seeds) with a stratified bootstrap CI:
-    each resample redraws the seeds of every environment separately."""
+    each resample redraws the seeds of every environment separately (Agarwal et al.,
+    2021), and the IQM of every resample is :func:`interquartile_mean`'s.
+
+    Non-finite scores are dropped per environment (an environment left with none
+    takes no part); with no finite score at all, every field is NaN ("no data").
+    """
     scores = np.asarray(scores, dtype=np.float64)
     rows = [_finite(row) for row in scores]
     rows = [row for row in rows if row.size]
@@ -80,7 +109,7 @@ def stratified_bootstrap_iqm(
         resampled[index] = interquartile_mean(np.concatenate(drawn))
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(resampled, [tail, 100 - tail])
-    return Interval(estimate, float(low), float(high))
+    return Interval(estimate, float(low), float(high), int(sum(row.size for row in rows)))
 
 
 def bootstrap_curve_band(
@@ -100,3 +129,24 @@ def bootstrap_curve_band(
         resampled = np.nanmean(curves[picks], axis=1)  # [samples, T]
         low, high = np.nanpercentile(resampled, [tail, 100 - tail], axis=0)
     return mean, low, high
+
+
+def summarise_over_seeds(values: np.ndarray) -> dict[str, list]:
+    """Per row of ``values [L, S]`` (e.g. layouts or envs x seeds), over the seeds with a
+    finite value: ``mean``, standard error ``sem`` (it needs two seeds), how many seeds
+    that is (``seeds_covered``; the rest diverged or had no score), and ``per_seed``.
+    A missing value is ``None`` (strict JSON), never NaN.
+    """
+    values = np.asarray(values, np.float64)
+    means, sems, counts = [], [], []
+    for row in values:
+        finite = _finite(row)
+        counts.append(int(finite.size))
+        means.append(float(finite.mean()) if finite.size else None)
+        sems.append(float(finite.std() / np.sqrt(finite.size)) if finite.size > 1 else None)
+    return {
+        "mean": means,
+        "sem": sems,
+        "seeds_covered": counts,
+        "per_seed": [[float(x) if np.isfinite(x) else None for x in row] for row in values],
+    }

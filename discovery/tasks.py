@@ -1,13 +1,19 @@
 """Discovery tasks: (component params, key) -> fitness.
 
 A drift-discovery task trains PPO agents with a candidate drift on a set of
-environments, several seeds each, and scores the drift by the agents' final returns,
-normalised per environment as ``(R - R_random) / (R_ppo - R_random)`` so that
-environments of different scales can be mixed (the MinAtar LPO setting divides by
-PPO's return; Lu et al., 2022). ``R_ppo`` (PPO-clip with the same inner-loop config)
-and ``R_random`` (an untrained, uniformly random policy's episode return) are measured
-once, when the task is built. All population members see the same keys (common
-random numbers), so fitness differences come from the params alone.
+environments, several seeds each, and scores the drift by the agents' returns,
+normalised per environment so that environments of different scales can be mixed:
+``(R - R_random) / (R_ppo - R_random)`` (random play 0, PPO-clip 1), ``R / R_ppo`` (the
+MinAtar LPO setting of Lu et al., 2022), or ``R / c`` with fixed published constants.
+``R_ppo`` (PPO-clip with the same inner-loop config) and ``R_random`` (a uniformly
+random policy's episode return) are measured once, when the task is built. All
+population members see the same keys (common random numbers), so fitness differences
+come from the params alone.
+
+Every seed gets a return whether or not an episode ended near the end of training
+(see ``DriftTaskConfig.score``); a seed's return is NaN only when its training diverged
+(a non-finite loss or params), and a member with a diverged seed is non-finite, which
+the evolution strategy ranks last.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs as env_registry
-from agents.ppo import PPOConfig, make_train
+from agents.ppo import PPOConfig, diverged, make_evaluate, make_train
+from discovery.config import ConfigError
 from discovery.drift import Drift, make_drift
+from discovery.stats import summarise_over_seeds
 from envs import wrappers
 
 
@@ -35,52 +43,114 @@ class DriftTaskConfig:
       drift: the learnable drift's name (``lpo`` or ``ta_lpo``).
       seeds: agents per environment per population member.
       ppo: the inner-loop PPO configuration shared by all environments.
-      env_lr: optional per-environment learning rates (same order as ``envs``).
-      final_fraction: fitness is the mean episode return over this final fraction of
-        the agent's updates.
+      env_lr: optional per-environment Adam learning rates (same order as ``envs``).
+      env_adam_b2: optional per-environment Adam b2 (same order as ``envs``; the MinAtar
+        setting of Lu et al., 2022 tunes it per game).
+      score: what an agent's return is. ``"evaluation"``: after training, the final
+        policy plays one whole episode in each of its envs (the final evaluation return
+        that Lu et al., 2022 meta-train on). ``"training"``: the training return over
+        the last ``final_fraction`` of updates (each env's last finished episode, or its
+        running return before the first one ends).
+      final_fraction: the training window for ``score: training``.
       baseline_seeds: seeds used once to measure PPO-clip's return for normalising.
       normalise: ``"ppo_random"`` maps random -> 0 and PPO -> 1 per env; ``"ppo"``
-        divides by PPO's return; ``"none"`` uses raw returns.
+        divides by PPO's measured return; ``"fixed"`` divides by ``normalisers`` (e.g.
+        the published PPO returns); ``"none"`` uses raw returns.
+      normalisers: per-env positive divisors for ``normalise: fixed``.
+      min_baseline_gap: ``ppo_random`` and ``ppo`` are refused when the measured
+        denominator is within this fraction of the returns' scale (PPO ~ random, or a
+        PPO return near zero), where it would amplify noise or flip ES's ordering.
     """
 
     envs: tuple[str, ...] = ("CartPole-v1",)
     drift: Literal["lpo", "ta_lpo"] = "lpo"
-    seeds: int = 2
+    seeds: int = field(default=2, metadata={"min": 1, "max": 65536})
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    env_lr: tuple[float, ...] = ()
+    env_lr: tuple[float, ...] = field(default=(), metadata={"gt": 0.0, "max": 1.0})
+    env_adam_b2: tuple[float, ...] = field(default=(), metadata={"min": 0.0, "lt": 1.0})
+    score: Literal["evaluation", "training"] = "evaluation"
     final_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
-    baseline_seeds: int = field(default=16, metadata={"min": 1})
-    normalise: Literal["ppo_random", "ppo", "none"] = "ppo_random"
+    baseline_seeds: int = field(default=16, metadata={"min": 1, "max": 65536})
+    normalise: Literal["ppo_random", "ppo", "fixed", "none"] = "ppo_random"
+    normalisers: tuple[float, ...] = field(default=(), metadata={"gt": 0.0})
+    min_baseline_gap: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
 
     def __post_init__(self) -> None:
         if not self.envs:
             raise ValueError("envs=() must name at least one environment")
-        if self.env_lr and len(self.env_lr) != len(self.envs):
-            raise ValueError(
-                f"env_lr={self.env_lr} must be empty or give one learning rate per env "
-                f"({len(self.envs)} envs)"
-            )
+        for name in ("env_lr", "env_adam_b2"):
+            values = getattr(self, name)
+            if values and len(values) != len(self.envs):
+                raise ValueError(
+                    f"{name}={values} must be empty or give one value per env "
+                    f"({len(self.envs)} envs: {', '.join(self.envs)})"
+                )
         if self.seeds < 1:
             raise ValueError(f"seeds={self.seeds} must be >= 1")
+        if self.normalise == "fixed":
+            if len(self.normalisers) != len(self.envs):
+                raise ValueError(
+                    f"normalisers={self.normalisers}: normalise=fixed needs one per env "
+                    f"({len(self.envs)} envs: {', '.join(self.envs)})"
+                )
+            if not all(np.isfinite(c) and c > 0 for c in self.normalisers):
+                raise ValueError(
+                    f"normalisers={self.normalisers}: each must be a positive finite number"
+                )
+        elif self.normalisers:
+            raise ValueError(
+                f"normalisers={self.normalisers} is only used with normalise=fixed "
+                f"(normalise={self.normalise!r})"
+            )
 
 
-def final_return(episode_return: jax.Array, final_fraction: float) -> jax.Array:
-    """Mean of the per-update episode returns ``[..., U]`` over the last fraction of updates.
-
-    Updates in which no episode ended are NaN and skipped; if none ended at all the
-    result is NaN, which the meta-optimiser treats as the worst fitness.
-    """
-    num_updates = episode_return.shape[-1]
+def final_return(curve: jax.Array, final_fraction: float) -> jax.Array:
+    """Mean of a per-update return curve ``[..., U]`` over its last fraction of updates."""
+    num_updates = curve.shape[-1]
     last = max(1, int(round(num_updates * final_fraction)))
-    return jnp.nanmean(episode_return[..., -last:], axis=-1)
+    return jnp.mean(curve[..., -last:], axis=-1)
+
+
+def make_agent_score(
+    config: DriftTaskConfig, ppo: PPOConfig, env: Any, env_params: Any, drift: Drift
+) -> Callable[..., tuple[jax.Array, Any]]:
+    """``score(key, drift_params, hparams) -> (return, metrics)`` of one PPO agent.
+
+    The return follows ``config.score`` and is NaN exactly when training diverged.
+    ``metrics`` are ``train``'s per-update metrics (for learning curves).
+    """
+    train = make_train(ppo, env, env_params, drift)
+    evaluate = make_evaluate(ppo, env, env_params) if config.score == "evaluation" else None
+
+    def score(key, drift_params, hparams):
+        key_train, key_eval = jax.random.split(key)
+        state, metrics = train(key_train, drift_params, hparams)
+        if evaluate is None:
+            value = final_return(metrics["latest_return"], config.final_fraction)
+        else:
+            value = jnp.mean(evaluate(key_eval, state))
+        return jnp.where(diverged(state, metrics), jnp.nan, value), metrics
+
+    return score
+
+
+def env_hparams(config: DriftTaskConfig, index: int) -> Any:
+    """PPO's traced hyperparameters on env ``index`` (with its own lr / b2 if given)."""
+    hparams = config.ppo.hyperparams()
+    if config.env_lr:
+        hparams = hparams.replace(lr=jnp.float32(config.env_lr[index]))
+    if config.env_adam_b2:
+        hparams = hparams.replace(adam_b2=jnp.float32(config.env_adam_b2[index]))
+    return hparams
 
 
 @dataclass(frozen=True, eq=False)
 class DriftTask:
     """A built drift-discovery task.
 
-    ``fitness(population, key) -> (fitness[P], returns[P, E])`` takes drift params with
-    a leading population axis; ``baseline`` holds ``R_ppo`` and ``R_random`` per env.
+    ``fitness(population, key) -> (fitness[P], returns[P, E, S])`` takes drift params
+    with a leading population axis; ``returns`` are per seed, NaN where training
+    diverged. ``baseline`` holds ``R_ppo`` and ``R_random`` per env.
     """
 
     config: DriftTaskConfig
@@ -93,27 +163,26 @@ class DriftTask:
         return self.drift.init(key)
 
 
-def _env_trainers(
+def _env_scorers(
     config: DriftTaskConfig, drift: Drift, seeds: int | None = None
 ) -> list[Callable[..., Any]]:
-    """Per env: ``score(drift_params, key) -> final return [seeds]``."""
+    """Per env: ``score(drift_params, key) -> returns [seeds]`` (NaN where diverged)."""
     seeds = config.seeds if seeds is None else seeds
-    trainers = []
+    scorers = []
     for index, name in enumerate(config.envs):
         env, env_params = env_registry.make(name)
-        ppo = config.ppo
-        hparams = ppo.hyperparams()
-        if config.env_lr:
-            hparams = hparams.replace(lr=jnp.float32(config.env_lr[index]))
-        train = make_train(ppo, env, env_params, drift)
+        agent_score = make_agent_score(config, config.ppo, env, env_params, drift)
+        hparams = env_hparams(config, index)
 
-        def score(drift_params, key, train=train, hparams=hparams):
+        def score(drift_params, key, agent_score=agent_score, hparams=hparams):
             keys = jax.random.split(key, seeds)
-            _, metrics = jax.vmap(train, in_axes=(0, None, None))(keys, drift_params, hparams)
-            return final_return(metrics["episode_return"], config.final_fraction)
+            returns, _ = jax.vmap(agent_score, in_axes=(0, None, None))(
+                keys, drift_params, hparams
+            )
+            return returns
 
-        trainers.append(score)
-    return trainers
+        scorers.append(score)
+    return scorers
 
 
 def random_policy_return(name: str, key: jax.Array, num_envs: int = 16, steps: int = 2000) -> float:
@@ -147,12 +216,13 @@ def ppo_params_for(drift: Drift, key: jax.Array) -> Any:
 def make_evaluator(
     config: DriftTaskConfig, drift: Drift, seeds: int
 ) -> Callable[[Any, jax.Array], np.ndarray]:
-    """``evaluate(drift_params, key) -> final returns [E, seeds]`` of fresh agents.
+    """``evaluate(drift_params, key) -> returns [E, seeds]`` of fresh agents (NaN where
+    training diverged), scored as ``config.score`` says.
 
     Each env's program is compiled once, on the first call, and reused for every params
     pytree of the same shape (e.g. a learned drift and its PPO-clip point).
     """
-    scores = [jax.jit(score) for score in _env_trainers(config, drift, seeds)]
+    scores = [jax.jit(score) for score in _env_scorers(config, drift, seeds)]
 
     def evaluate(drift_params: Any, key: jax.Array) -> np.ndarray:
         env_keys = jax.random.split(key, len(scores))
@@ -164,40 +234,82 @@ def make_evaluator(
 def evaluate_drift(
     config: DriftTaskConfig, drift: Drift, drift_params: Any, key: jax.Array, seeds: int
 ) -> np.ndarray:
-    """Final returns ``[E, seeds]`` of fresh agents trained with ``drift_params``."""
+    """Returns ``[E, seeds]`` of fresh agents trained with ``drift_params``."""
     return make_evaluator(config, drift, seeds)(drift_params, key)
 
 
-def make_drift_task(config: DriftTaskConfig, key: jax.Array) -> DriftTask:
-    """Build the task and measure its normalisation baselines (PPO-clip, random policy)."""
-    drift = make_drift(config.drift, clip_eps=0.2)
-    trainers = _env_trainers(config, drift)
+def normaliser(
+    config: DriftTaskConfig, ppo_returns: np.ndarray, random_returns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(offset, scale)`` per env with ``normalised = (R - offset) / scale``.
 
-    def returns_of(drift_params, key):
-        env_keys = jax.random.split(key, len(trainers))
-        return jnp.stack([score(drift_params, k).mean() for score, k in zip(trainers, env_keys)])
+    Refuses a measured denominator that would invert or blow up ES's ordering: PPO's
+    return at or below random play's (``ppo_random``), or a non-positive PPO return
+    (``ppo``, e.g. Acrobot, MountainCar, Pendulum), or one within ``min_baseline_gap``
+    of it relative to the returns' scale.
+    """
+    if config.normalise == "none":
+        return np.zeros(len(config.envs)), np.ones(len(config.envs))
+    if config.normalise == "fixed":
+        return np.zeros(len(config.envs)), np.asarray(config.normalisers, np.float64)
+    magnitude = np.maximum(np.abs(ppo_returns), np.abs(random_returns))
+    if config.normalise == "ppo_random":
+        offset, scale = random_returns, ppo_returns - random_returns
+        need = "PPO-clip's return must exceed random play's"
+    else:
+        offset, scale = np.zeros_like(ppo_returns), ppo_returns
+        need = "PPO-clip's return must be positive"
+    for name, ppo, rnd, s, m in zip(config.envs, ppo_returns, random_returns, scale, magnitude):
+        if not s > config.min_baseline_gap * m:
+            raise ConfigError(
+                f"task.normalise={config.normalise!r} cannot normalise {name}: PPO-clip "
+                f"returns {ppo:.4g} and random play {rnd:.4g}; {need} by more than "
+                f"min_baseline_gap={config.min_baseline_gap} of the returns' scale. Use "
+                "normalise=fixed with task.normalisers (e.g. published returns), "
+                "ppo_random for envs with negative returns, or none",
+                field="task.normalise",
+            )
+    return np.asarray(offset, np.float64), np.asarray(scale, np.float64)
+
+
+def make_drift_task(config: DriftTaskConfig, key: jax.Array) -> DriftTask:
+    """Build the task and measure its normalisation baselines (PPO-clip, random policy).
+
+    Raises ``ConfigError`` when every baseline seed diverged on an env, or when the
+    normalisation the config asks for is not meaningful on the measured baselines.
+    """
+    drift = make_drift(config.drift, clip_eps=0.2)
+    scorers = _env_scorers(config, drift)
 
     key_ppo, key_random = jax.random.split(key)
-    ppo_returns = evaluate_drift(config, drift, ppo_params_for(drift, key_ppo), key_ppo,
-                                 config.baseline_seeds).mean(axis=-1)
+    baseline = evaluate_drift(
+        config, drift, ppo_params_for(drift, key_ppo), key_ppo, config.baseline_seeds
+    )
+    summary = summarise_over_seeds(baseline)
+    for name, mean in zip(config.envs, summary["mean"]):
+        if mean is None:
+            raise ConfigError(
+                f"task.ppo: the PPO-clip baseline diverged on {name} in all "
+                f"{config.baseline_seeds} seeds "
+                "(non-finite losses or params), so no drift can be scored against it: check "
+                "task.ppo (lr, num_envs, num_steps, total_timesteps)",
+                field="task.ppo",
+            )
+    ppo_returns = np.asarray(summary["mean"], np.float64)
     random_returns = np.array(
         [random_policy_return(name, k) for name, k in
          zip(config.envs, jax.random.split(key_random, len(config.envs)))]
     )
-    if config.normalise == "ppo_random":
-        offset, scale = random_returns, ppo_returns - random_returns
-    elif config.normalise == "ppo":
-        offset, scale = np.zeros_like(ppo_returns), ppo_returns
-    else:
-        offset, scale = np.zeros_like(ppo_returns), np.ones_like(ppo_returns)
-    scale = np.where(np.abs(scale) < 1e-6, 1.0, scale)
+    offset, scale = normaliser(config, ppo_returns, random_returns)
     offset_j, scale_j = jnp.asarray(offset, jnp.float32), jnp.asarray(scale, jnp.float32)
+
+    def returns_of(drift_params, key):
+        env_keys = jax.random.split(key, len(scorers))
+        return jnp.stack([score(drift_params, k) for score, k in zip(scorers, env_keys)])
 
     def fitness(population, key):
         returns = jax.vmap(returns_of, in_axes=(0, None))(population, key)
-        normalised = (returns - offset_j) / scale_j
+        normalised = (returns.mean(axis=-1) - offset_j) / scale_j
         return normalised.mean(axis=-1), returns
 
     return DriftTask(config, drift, fitness, ppo_returns, random_returns)
-
-

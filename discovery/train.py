@@ -7,7 +7,6 @@ plot into ``run_dir``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,9 @@ import jax
 import numpy as np
 
 import envs as env_registry
-from agents.ppo import PPOConfig, make_train
+from agents.ppo import PPOConfig, diverged, make_train
 from discovery.drift import make_drift
+from discovery.files import dumps, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class TrainConfig:
     name: str = ""
     env: str = "CartPole-v1"
     drift: Literal["ppo", "dpo", "lpo", "ta_lpo"] = "ppo"
-    seeds: int = field(default=4, metadata={"min": 1})
+    seeds: int = field(default=4, metadata={"min": 1, "max": 65536})
     seed: int = 0
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
@@ -38,16 +38,20 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """Per-update metrics ``[seeds, updates]`` and the env steps at each update."""
+    """Per-update metrics ``[seeds, updates]``, the env steps at each update, and which
+    seeds diverged (``[seeds]``, a non-finite loss or params)."""
 
     metrics: dict[str, np.ndarray]
     env_steps: np.ndarray
+    diverged: np.ndarray
 
     def final_returns(self, fraction: float = 0.05) -> np.ndarray:
-        """Per-seed mean episode return over the last ``fraction`` of updates."""
-        returns = self.metrics["episode_return"]
+        """Per-seed training return over the last ``fraction`` of updates (each env's
+        last finished episode; see ``make_train``'s ``latest_return``); NaN exactly
+        where the seed diverged."""
+        returns = self.metrics["latest_return"]
         last = max(1, int(round(returns.shape[-1] * fraction)))
-        return np.nanmean(returns[:, -last:], axis=-1)
+        return np.where(self.diverged, np.nan, returns[:, -last:].mean(axis=-1))
 
 
 def train_seeds(
@@ -66,30 +70,34 @@ def train_seeds(
     callback = None if on_update is None else (lambda n: on_update(int(n)))
     train = make_train(config.ppo, env, env_params, drift, on_update=callback)
     keys = jax.random.split(jax.random.key(config.seed), config.seeds)
-    _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, drift_params)
+
+    def train_one(key, drift_params):
+        state, metrics = train(key, drift_params)
+        return metrics, diverged(state, metrics)
+
+    metrics, failed = jax.jit(jax.vmap(train_one, in_axes=(0, None)))(keys, drift_params)
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
     steps = np.arange(1, config.ppo.num_updates + 1) * config.ppo.steps_per_update
-    return TrainResult(metrics, steps)
+    return TrainResult(metrics, steps, np.asarray(failed))
 
 
 def write_train_metrics(result: TrainResult, path: Path) -> None:
-    """One JSON line per update: env steps, mean/per-seed returns, mean losses."""
-    returns = result.metrics["episode_return"]
-    with path.open("w") as f:
-        for update, steps in enumerate(result.env_steps):
-            per_seed = returns[:, update]
-            record: dict[str, Any] = {
-                "update": update,
-                "env_steps": int(steps),
-                "episode_return": _finite_or_none(np.nanmean(per_seed))
-                if np.isfinite(per_seed).any()
-                else None,
-                "episode_return_per_seed": [_finite_or_none(x) for x in per_seed],
-            }
-            for name in ("actor_loss", "value_loss", "entropy", "drift", "approx_kl"):
-                record[name] = float(np.mean(result.metrics[name][:, update]))
-            f.write(json.dumps(record) + "\n")
+    """One strict-JSON line per update: env steps, returns (mean over the seeds that
+    have a value, how many, and per seed; ``null`` where missing), mean losses.
 
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
+    ``episode_return`` is over episodes that ended in the update (missing where none
+    did); ``latest_return`` exists at every update (each env's last finished episode).
+    """
+    lines = []
+    for update, steps in enumerate(result.env_steps):
+        record: dict[str, Any] = {"update": update, "env_steps": int(steps)}
+        for name in ("episode_return", "latest_return"):
+            per_seed = result.metrics[name][:, update]
+            finite = np.isfinite(per_seed)
+            record[name] = float(per_seed[finite].mean()) if finite.any() else None
+            record[f"{name}_seeds"] = int(finite.sum())
+            record[f"{name}_per_seed"] = per_seed
+        for name in ("actor_loss", "value_loss", "entropy", "drift", "approx_kl"):
+            record[name] = np.mean(result.metrics[name][:, update])
+        lines.append(dumps(record) + "\n")
+    write_text_atomic(path, "".join(lines))

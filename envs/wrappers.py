@@ -88,7 +88,9 @@ class EpisodeStatistics(Wrapper):
     Adds to ``info``: ``returned_episode`` (bool, an episode ended this step, by
     termination or truncation), ``returned_episode_returns`` and
     ``returned_episode_lengths`` (float32 / int32, of the last finished episode; zero
-    before the first one ends).
+    before the first one ends), and ``latest_episode_return``: the last finished
+    episode's return, or the running return of the first episode until one finishes, so
+    that a return exists at every step whether or not an episode has ended.
     """
 
     @partial(jax.jit, static_argnames=("self",))
@@ -128,6 +130,9 @@ class EpisodeStatistics(Wrapper):
             "returned_episode": done,
             "returned_episode_returns": returned_return,
             "returned_episode_lengths": returned_length,
+            "latest_episode_return": jnp.where(
+                returned_length > 0, returned_return, episode_return
+            ),
         }
         return obs, state, reward, terminated, truncated, info
 

@@ -26,6 +26,8 @@ from flax import struct
 
 from agents.ppo import PPOConfig
 from discovery import checkpoint as ckpt
+from discovery.config import to_dict
+from discovery.files import dumps, write_text_atomic
 from discovery.tasks import DriftTask, DriftTaskConfig, make_drift_task
 from meta.es import ESConfig, EvolutionStrategy, make_es
 
@@ -51,6 +53,8 @@ class MetaTrainConfig:
       es: the evolution strategy.
       checkpoint_every: generations between checkpoints (the last is always saved).
       keep_checkpoints: how many recent checkpoints to keep.
+      max_nonfinite_generations: stop with an error once this many generations in a
+        row had no finite member (every agent diverged: nothing can be learned).
     """
 
     component: Literal["drift"] = "drift"
@@ -61,6 +65,11 @@ class MetaTrainConfig:
     es: ESConfig = field(default_factory=lambda: ESConfig(population_size=16))
     checkpoint_every: int = field(default=5, metadata={"min": 1})
     keep_checkpoints: int = field(default=3, metadata={"min": 1})
+    max_nonfinite_generations: int = field(default=3, metadata={"min": 1})
+
+
+class MetaTrainingDiverged(RuntimeError):
+    """Every population member was non-finite for too many generations in a row."""
 
 
 @struct.dataclass
@@ -181,8 +190,11 @@ def make_generation_step(
             "fitness_min": es_metrics.fitness_min,
             "num_nonfinite": es_metrics.num_nonfinite,
             "sigma": es_metrics.sigma,
-            "returns_mean": jnp.nanmean(returns, axis=0),
-            "returns_best": returns[best],
+            # returns: [P, E, S] (drifts: per env and seed) or [P, A] (objectives: per
+            # agent); NaN marks a diverged seed, counted rather than averaged in.
+            "returns_mean": jnp.nanmean(returns, axis=(0, *range(2, returns.ndim))),
+            "returns_best": jnp.nanmean(returns[best], axis=tuple(range(1, returns.ndim - 1))),
+            "nonfinite_returns": jnp.sum(~jnp.isfinite(returns)),
         }
         new_state = LoopState(
             es_state=es_state,
@@ -213,9 +225,7 @@ def _truncate_metrics(path: Path, generation: int) -> None:
         for line in path.read_text().splitlines()
         if line.strip() and json.loads(line)["generation"] < generation
     ]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def _to_python(value: Any) -> Any:
@@ -254,6 +264,9 @@ def run_generations(
     record_extras: Callable[[Any], dict[str, Any]] | None = None,
     on_generation: Callable[[dict[str, Any]], None] | None = None,
     stop_after: int | None = None,
+    failed: Callable[[dict[str, Any]], bool] | None = None,
+    max_failed_in_a_row: int = 3,
+    checkpoint: Path | None = None,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """The outer loop shared by every meta-optimiser: step, log, checkpoint, resume.
 
@@ -261,9 +274,13 @@ def run_generations(
     (state, metrics)`` one generation (an ES generation or a meta-gradient update).
     Each generation appends a record to ``metrics.jsonl``; a checkpoint is written every
     ``checkpoint_every`` generations and at the end. With ``resume`` the latest
-    checkpoint is restored and the log is cut back to it, so a killed run continues
-    exactly. ``record_extras(state)`` adds fields to each record; ``stop_after`` ends
-    this call after that many generations, as a kill would (used to test resume).
+    checkpoint (or ``checkpoint``, when given: see :mod:`discovery.run_folder`) is
+    restored and the log is cut back to it, so a killed run continues exactly.
+    ``record_extras(state)`` adds fields to each record; ``stop_after`` ends this call
+    after that many generations, as a kill would (used to test resume).
+    ``failed(record)`` marks a generation in which nothing finite was learned; after
+    ``max_failed_in_a_row`` such generations :class:`MetaTrainingDiverged` is raised
+    (the checkpoints and log written so far stay).
     """
     run_dir = Path(run_dir)
     checkpoint_dir = run_dir / "checkpoints"
@@ -271,9 +288,10 @@ def run_generations(
     run_dir.mkdir(parents=True, exist_ok=True)
     is_writer = jax.process_index() == 0
 
-    latest = ckpt.latest_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
-    if resume and latest is not None:
-        state, _ = ckpt.load_checkpoint(latest, state)
+    if checkpoint is None and checkpoint_dir.exists():
+        checkpoint = ckpt.latest_checkpoint(checkpoint_dir)
+    if resume and checkpoint is not None:
+        state, _ = ckpt.load_checkpoint(checkpoint, state)
     elif not resume and metrics_path.exists():
         metrics_path.unlink()
     start = int(state.generation)
@@ -281,6 +299,7 @@ def run_generations(
         _truncate_metrics(metrics_path, start)
 
     history: list[dict[str, Any]] = []
+    failed_in_a_row = 0
     end = generations if stop_after is None else min(generations, start + stop_after)
     for generation in range(start, end):
         tic = time.perf_counter()
@@ -295,7 +314,7 @@ def run_generations(
         history.append(record)
         if is_writer:
             with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(dumps(record) + "\n")
             done = generation + 1
             if done % checkpoint_every == 0 or done == generations:
                 ckpt.save_checkpoint(
@@ -307,6 +326,14 @@ def run_generations(
                 )
         if on_generation is not None:
             on_generation(record)
+        failed_in_a_row = failed_in_a_row + 1 if failed is not None and failed(record) else 0
+        if failed_in_a_row >= max_failed_in_a_row:
+            raise MetaTrainingDiverged(
+                f"generations {generation - failed_in_a_row + 1}-{generation}: every "
+                f"population member was non-finite (training diverged) in "
+                f"{failed_in_a_row} generations in a row; check the inner-loop settings "
+                "(learning rate, rollout length, total steps) and the meta-optimiser's step sizes"
+            )
     return state, history
 
 
@@ -316,12 +343,14 @@ def meta_train(
     resume: bool = False,
     on_generation: Callable[[dict[str, Any]], None] | None = None,
     stop_after: int | None = None,
+    checkpoint: Path | None = None,
 ) -> MetaTrainResult:
     """Run (or resume) drift meta-training, writing ``metrics.jsonl`` and checkpoints.
 
     ``on_generation`` receives each generation's logged record (for progress display).
     ``stop_after`` ends the run after that many generations of this call, as a kill
-    would (used to test resume).
+    would (used to test resume). ``checkpoint`` picks the checkpoint a resume loads
+    (default: the latest). Every checkpoint records the config that made it.
     """
     maybe_initialize_distributed()
     key = jax.random.key(config.seed)
@@ -351,10 +380,13 @@ def meta_train(
         keep_checkpoints=config.keep_checkpoints,
         resume=resume,
         steps_per_generation=steps_per_generation,
-        metadata={"baselines": baselines},
+        metadata={"baselines": baselines, "config": to_dict(config)},
         record_extras=es_record_extras(es),
         on_generation=on_generation,
         stop_after=stop_after,
+        failed=lambda record: record["num_nonfinite"] == config.es.population_size,
+        max_failed_in_a_row=config.max_nonfinite_generations,
+        checkpoint=checkpoint,
     )
     return MetaTrainResult(Path(run_dir), state, task, es, history)
 

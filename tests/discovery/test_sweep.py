@@ -278,7 +278,7 @@ def test_cell_results_hold_returns_curves_and_run_files(interrupted_sweep):
         assert len(record["final_return_per_seed"]) == 2 == len(record["samples"])
         samples = np.array(record["samples"], dtype=float)  # NaN: no episode ended late
         assert record["mean"] == pytest.approx(np.nanmean(samples))
-        assert len(record["learning_curve"]["episode_return"]) == cell.config.ppo.num_updates
+        assert len(record["learning_curve"]["latest_return"]) == cell.config.ppo.num_updates
         assert record["config"]["ppo"]["lr"] == cell.config.ppo.lr
         cell_dir = result.sweep_dir / "cells" / cell.cell_id
         assert len((cell_dir / "metrics.jsonl").read_text().splitlines()) == 16
@@ -294,8 +294,8 @@ def test_vmapped_group_matches_training_each_cell_alone(interrupted_sweep):
     # Measured on CPU: equal to ~1e-6 (float reassociation under vmap may differ).
     np.testing.assert_allclose(record["final_return_per_seed"], alone.final_returns(),
                                rtol=1e-3, atol=1e-2)
-    curve = np.nanmean(alone.metrics["episode_return"], axis=0)
-    np.testing.assert_allclose(np.array(record["learning_curve"]["episode_return"], float),
+    curve = np.nanmean(alone.metrics["latest_return"], axis=0)
+    np.testing.assert_allclose(np.array(record["learning_curve"]["latest_return"], float),
                                curve, rtol=1e-3, atol=1e-2)
 
 

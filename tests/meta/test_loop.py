@@ -24,7 +24,8 @@ TINY_PPO = PPOConfig(num_envs=2, num_steps=16, total_timesteps=64, num_minibatch
 TINY = MetaTrainConfig(
     name="tiny",
     generations=4,
-    task=DriftTaskConfig(envs=("CartPole-v1",), seeds=1, ppo=TINY_PPO),
+    # Agents this short are no better than random play: raw returns, no normaliser.
+    task=DriftTaskConfig(envs=("CartPole-v1",), seeds=1, ppo=TINY_PPO, normalise="none"),
     es=ESConfig(population_size=4),
     checkpoint_every=1,
 )
@@ -121,7 +122,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     ppo = PPOConfig(num_envs=2, num_steps=16, total_timesteps=128, num_minibatches=2,
                     update_epochs=1)
     task = make_drift_task(DriftTaskConfig(envs=("CartPole-v1",), seeds=2, ppo=ppo,
-                                           final_fraction=1.0, baseline_seeds=2),
+                                           baseline_seeds=2, normalise="none"),
                            jax.random.key(0))
     params = task.init_params(jax.random.key(1))
     es = make_es(ESConfig(population_size=4), params)
@@ -175,3 +176,30 @@ def test_meta_config_validation(bad):
 
     with pytest.raises(ConfigError, match="generations"):
         from_dict(MetaTrainConfig, bad)
+
+
+def test_meta_training_stops_after_generations_with_no_finite_member(tmp_path):
+    from meta.loop import MetaTrainingDiverged, run_generations
+
+    es, state = _toy_es()
+
+    def fitness_fn(population, key):
+        nan = jnp.full((8,), jnp.nan)
+        return nan, nan[:, None]
+
+    step = make_generation_step(es, fitness_fn, devices=None)
+    with pytest.raises(MetaTrainingDiverged, match="non-finite .* in 3 generations in a row"):
+        run_generations(step, state, tmp_path, generations=10, checkpoint_every=5,
+                        keep_checkpoints=1, failed=lambda r: r["num_nonfinite"] == 8,
+                        max_failed_in_a_row=3)
+    assert len(_records(tmp_path)) == 3
+
+
+def test_a_diverged_ppo_baseline_is_refused_before_meta_training():
+    from discovery.config import ConfigError
+    from discovery.tasks import make_drift_task
+
+    config = DriftTaskConfig(ppo=TINY_PPO.__class__(**{**TINY_PPO.__dict__, "lr": float("nan")}),
+                             baseline_seeds=2)
+    with pytest.raises(ConfigError, match="baseline diverged on CartPole-v1 in all 2 seeds"):
+        make_drift_task(config, jax.random.key(0))
