@@ -7,9 +7,13 @@ gradient step on
 
     L = -mean(pi_hat * log pi(a|s)) + prediction_weight * mean(KL(y(s) || y_hat))
 
-(Oh et al., 2020, Eq. 2, written as a loss to descend). The targets are constants for
-the agent's own gradient but stay functions of the objective's params, so
-``meta.metagrad`` can differentiate through a chain of updates.
+(Oh et al., 2020, Eq. 2, written as a loss to descend). The policy and the prediction
+have separate optimisers, as in GROOVE's inner loop (Jackson et al., 2023): each clips
+its own gradient's global norm, and the prediction has its own step size (tabular
+agents: SGD, policy lr 40, prediction lr 4), so a large policy gradient never shrinks
+the prediction's step. The targets are constants for the agent's own gradient but stay
+functions of the objective's params, so ``meta.metagrad`` can differentiate through a
+chain of updates.
 
 Everything an agent needs between updates, its level (``EnvParams``) and lifetime
 included, lives in :class:`LPGAgentState`, so a batch of agents on different levels
@@ -42,6 +46,10 @@ from agents import distributions
 from envs import wrappers
 
 Metrics = dict[str, jax.Array]
+
+#: The agent network's submodule that holds the prediction ``y``; every other parameter
+#: belongs to the policy.
+PREDICTION_TOWER = "prediction"
 
 
 @struct.dataclass
@@ -88,10 +96,13 @@ class LPGAgentConfig:
       network: ``"tabular"`` (bias-free linear maps of a one-hot observation) or
         ``"mlp"`` (two hidden layers per tower).
       hidden_sizes: MLP widths.
-      optimizer: ``"sgd"`` (tabular agents) or ``"adam"`` (function approximation).
-      lr: the agent's step size (GROOVE's tabular agents: SGD, 40).
+      optimizer: ``"sgd"`` (tabular agents) or ``"adam"`` (function approximation),
+        for both the policy and the prediction.
+      lr: the policy's step size (GROOVE's tabular agents: SGD, 40).
+      prediction_lr: the prediction ``y``'s step size (GROOVE's tabular agents: SGD, 4).
       prediction_weight: weight of the ``KL(y || y_hat)`` term.
-      max_grad_norm: clip of the agent's gradient norm.
+      max_grad_norm: clip of the global gradient norm, applied to the policy's and to
+        the prediction's gradient separately (GROOVE: 0.5 each).
       discount: ``gamma``, fed to objectives that take it and used by the critic.
       critic_lr: Adam step size of the critic (which only meta-gradient training uses).
     """
@@ -102,6 +113,7 @@ class LPGAgentConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = field(default=40.0, metadata={"min": 0})
+    prediction_lr: float = field(default=4.0, metadata={"min": 0})
     prediction_weight: float = field(default=0.5, metadata={"min": 0})
     max_grad_norm: float = field(default=0.5, metadata={"min": 0})
     discount: float = field(default=0.99, metadata={"min": 0, "max": 1})
@@ -141,7 +153,9 @@ class PolicyPrediction(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         logits = _Tower(self.num_actions, self.tabular, self.hidden_sizes, name="actor")(obs)
-        y = _Tower(self.prediction_size, self.tabular, self.hidden_sizes, name="prediction")(obs)
+        y = _Tower(
+            self.prediction_size, self.tabular, self.hidden_sizes, name=PREDICTION_TOWER
+        )(obs)
         return logits, y
 
 
@@ -234,14 +248,38 @@ class LPGAgent:
     value: Callable[[Any, jax.Array], jax.Array]
 
 
+def agent_param_labels(params: Any) -> Any:
+    """``"prediction"`` for each leaf of the prediction tower, ``"policy"`` for the rest
+    (the labels by which :func:`make_agent_optimizer` splits the parameters)."""
+
+    def label(path: tuple[Any, ...], _: Any) -> str:
+        names = {getattr(entry, "key", getattr(entry, "name", None)) for entry in path}
+        return "prediction" if PREDICTION_TOWER in names else "policy"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
 def make_agent_optimizer(config: LPGAgentConfig) -> optax.GradientTransformation:
-    """The agent's optimiser; every operation is differentiable (Adam gets ``eps_root``
-    so its square root has a finite gradient where a table entry saw no gradient)."""
-    if config.optimizer == "sgd":
-        inner = optax.sgd(config.lr)
-    else:
-        inner = optax.adam(config.lr, eps_root=1e-8)
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), inner)
+    """The agent's optimiser: one for the policy (``lr``) and one for the prediction
+    (``prediction_lr``), each clipping the global norm of its own part of the gradient
+    to ``max_grad_norm`` (GROOVE's inner loop, Jackson et al., 2023). One joint clip
+    would let a large policy gradient shrink the prediction's step, and vice versa.
+
+    Every operation is differentiable, for meta-gradients (Adam gets ``eps_root`` so its
+    square root has a finite gradient where a table entry saw no gradient).
+    """
+
+    def part(lr: float) -> optax.GradientTransformation:
+        if config.optimizer == "sgd":
+            inner = optax.sgd(lr)
+        else:
+            inner = optax.adam(lr, eps_root=1e-8)
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), inner)
+
+    return optax.multi_transform(
+        {"policy": part(config.lr), "prediction": part(config.prediction_lr)},
+        agent_param_labels,
+    )
 
 
 def make_lpg_agent(

@@ -69,9 +69,10 @@ def _cell(values: list[float], index: int, scale: float = 1.0) -> str:
     row = np.asarray(values[index], dtype=float) * scale
     finite = row[np.isfinite(row)]
     if finite.size == 0:
-        return "n/a"
+        return f"n/a (0 of {row.size} seeds)"
     sem = finite.std() / np.sqrt(finite.size)
-    return f"{finite.mean():.2f} ± {sem:.2f}"
+    text = f"{finite.mean():.2f} ± {sem:.2f}"
+    return text if finite.size == row.size else f"{text} ({finite.size} of {row.size} seeds)"
 
 
 def main() -> None:
@@ -142,14 +143,14 @@ def _report_seed(args: argparse.Namespace, seed: int) -> tuple[list[str], np.nda
           "mean ± s.e. over seeds")
     header = "| layout | " + " | ".join(LABELS.values()) + " | A2C |"
     rule = "|---|" + "---|" * (len(LABELS) + 1)
-    for title, field, scale in (("final return (last 10%)", None, 1.0),
+    for title, field, scale in (("final return (last 10%; seeds where an episode ended)",
+                                 "return", 1.0),
                                 ("reward per 1000 steps", "reward_rate", 1000.0)):
         print(f"\n{title}:\n{header}\n{rule}")
         for index, layout in enumerate(layouts):
             cells = []
             for method in [*(evaluation[k]["learned"] for k in CURRICULA), first["a2c"]]:
-                values = method["per_seed"] if field is None else method[field]["per_seed"]
-                cells.append(_cell(values, index, scale))
+                cells.append(_cell(method[field]["per_seed"], index, scale))
             print(f"| {layout} | " + " | ".join(cells) + " |")
 
     print("\nreward rate normalised by A2C's mean on the layout (GROOVE's yardstick):")

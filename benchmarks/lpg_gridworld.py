@@ -71,14 +71,13 @@ def main() -> None:
                "a2c": "A2C"}
     print(f"\nheld-out layouts: {evaluation['seeds']} seeds, {evaluation['lifetime']} updates of "
           f"{config.agent.num_envs} x {config.agent.rollout_len} steps; final return "
-          f"(last 10% of the lifetime), mean ± s.e. ({eval_s:.0f} s)")
+          f"(last 10% of the lifetime, over the seeds where an episode ended), mean ± s.e. "
+          f"({eval_s:.0f} s)")
     print("| layout | " + " | ".join(methods.values()) + " |")
     print("|---|" + "---|" * len(methods))
     for index, layout in enumerate(evaluation["layouts"]):
-        cells = [
-            f"{evaluation[m]['mean'][index]:.2f} ± {evaluation[m]['sem'][index]:.2f}"
-            for m in methods
-        ]
+        cells = [_return_cell(evaluation[m]["return"], index, evaluation["seeds"])
+                 for m in methods]
         print(f"| {layout} | " + " | ".join(cells) + " |")
     print("\nreward per 1000 steps over the same window (defined where episodes outlast it):")
     print("| layout | " + " | ".join(methods.values()) + " |")
@@ -98,6 +97,15 @@ def main() -> None:
           f"{np.sum(learned > initial)} of {layouts} layouts and A2C on "
           f"{np.sum(learned > a2c)} of {layouts}")
     print(f"reproduce: python benchmarks/lpg_gridworld.py {' '.join(sys.argv[1:])}".rstrip())
+
+
+def _return_cell(summary: dict, index: int, seeds: int) -> str:
+    """``mean ± s.e. (k of n seeds)``, or ``n/a`` where no seed finished an episode."""
+    mean, sem, covered = (summary[k][index] for k in ("mean", "sem", "seeds_covered"))
+    if mean is None:
+        return f"n/a (0 of {seeds} seeds)"
+    text = f"{mean:.2f}" + ("" if sem is None else f" ± {sem:.2f}")
+    return text if covered == seeds else f"{text} ({covered} of {seeds} seeds)"
 
 
 if __name__ == "__main__":

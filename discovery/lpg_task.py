@@ -4,16 +4,31 @@ Meta-training places each agent on a level drawn from :class:`LevelsConfig` (GRO
 random gridworlds by default, or named layouts, or any one registered env); all levels
 share one env shape, so one compiled program serves every level. An objective is then
 judged on the hand-made held-out layouts (LPG, Oh et al., 2020; GROOVE, Jackson et al.,
-2023) by the final return of fresh agents trained with it for a whole lifetime.
+2023) by the final reward rate and return of fresh agents trained with it for a whole
+lifetime.
 
 For evolution strategies, :func:`make_objective_task` gives ``fitness(population, key)
--> (fitness [P], returns [P, E])``: every member trains agents on the same ``E`` levels
-with the same keys and lifetimes (common random numbers), and its fitness is their mean
-final return. ``fitness_on_levels(population, key, levels)`` does the same on levels a
-curriculum chose, and also scores each level for it: the population's mean final
-reward rate (``"return"``) and, with an A2C antagonist trained on each level for the
-same lifetime, ``"antagonist_return"`` and ``"algorithmic_regret"`` (GROOVE, Jackson et
-al., 2023).
+-> (fitness [P], scores [P, E])``: every member trains agents on the same ``E`` levels
+with the same keys and lifetimes (common random numbers).
+
+Every agent is scored by its final reward per step (over the last ``final_fraction`` of
+its lifetime), a quantity every level has. The final episode return that TA-LPG's
+fitness uses (Jackson et al., 2023; LPG, Oh et al., 2020, report returns) is undefined
+where no episode ends in the final window, so averaging it over the agents that have one
+would score members on different subsets of levels, and a member whose agents stop
+finishing episodes would drop exactly its hard levels. An agent whose params or score
+are not finite has diverged: it counts as the worst outcome, never as skipped, so its
+member's fitness is ``-inf`` (the ES ranks it last, see ``meta.es``), and its score is
+NaN, so the number of NaN ``scores`` is the number of diverged agents (the outer loop
+logs it as ``nonfinite_returns``).
+
+``fitness_on_levels(population, key, levels) -> (fitness, scores, level_scores)`` does
+the same on levels a curriculum chose, and scores each level (each ``[E]``):
+``"return"``, the population's mean final reward rate over the members whose agent on
+the level stayed finite (NaN if none did), ``"diverged_fraction"``, the fraction of
+members whose agent on the level diverged (so divergence is reported, not averaged
+away), and, with an A2C antagonist trained on each level for the same lifetime,
+``"antagonist_return"`` and ``"algorithmic_regret"`` (GROOVE, Jackson et al., 2023).
 """
 
 from __future__ import annotations
@@ -143,7 +158,7 @@ class ObjectiveTaskConfig:
         (the levels, keys and lifetimes are shared by the whole population).
       lifetime_min, lifetime_max: lifetimes in updates, log-uniform between (TA-LPG
         uses 10..250; equal values fix it).
-      final_fraction: an agent's score is its mean episode return over this last
+      final_fraction: an agent's score is its mean reward per step over this last
         fraction of its lifetime.
     """
 
@@ -182,10 +197,14 @@ def make_objective_task(
     levels: LevelsConfig,
     antagonist: A2CConfig | None = None,
 ) -> ObjectiveTask:
-    """``fitness(population, key)``: mean final return of each member's agents.
+    """``fitness(population, key)``: mean final reward rate of each member's agents on
+    freshly drawn levels; ``fitness_on_levels(population, key, levels)`` on given ones.
 
-    With ``antagonist`` (its ``num_updates`` is set to ``lifetime_max``), each level of
-    ``fitness_on_levels`` is also scored by algorithmic regret.
+    Both return ``fitness [P]`` and ``scores [P, E]``, the agents' final reward rates
+    (NaN where an agent diverged); ``fitness`` is their mean, ``-inf`` for a member with
+    any diverged agent. ``fitness_on_levels`` also returns ``level_scores`` (see the
+    module docstring); with ``antagonist`` (its ``num_updates`` is set to
+    ``lifetime_max``), each level is also scored by algorithmic regret.
     """
     env, sample_level = make_level_sampler(levels)
     probe = sample_level(jax.random.key(0))
@@ -194,14 +213,15 @@ def make_objective_task(
     if antagonist is not None:
         a2c = make_a2c(replace(antagonist, num_updates=config.lifetime_max), env, probe)
 
-    def member_returns(objective_params, keys, level_batch, lifetimes):
-        _, metrics = jax.vmap(agent.train, in_axes=(0, None, 0, 0, None))(
+    def member_scores(objective_params, keys, level_batch, lifetimes):
+        states, metrics = jax.vmap(agent.train, in_axes=(0, None, 0, 0, None))(
             keys, objective_params, level_batch, lifetimes, config.lifetime_max
         )
-        return (
-            lifetime_final_return(metrics, config.final_fraction),
-            lifetime_final_reward_rate(metrics, config.final_fraction),
-        )
+        rate = lifetime_final_reward_rate(metrics, config.final_fraction)
+        # A diverged agent can still collect finite rewards (acting on NaN logits picks
+        # some action), so its params are checked too.
+        finite = jax.vmap(_all_finite)(states.params) & jnp.isfinite(rate)
+        return jnp.where(finite, rate, jnp.nan)
 
     def antagonist_rates(keys, level_batch, lifetimes):
         _, metrics = jax.vmap(lambda k, level, n: a2c.train(k, level, None, n))(
@@ -210,31 +230,60 @@ def make_objective_task(
         alive = jnp.arange(config.lifetime_max) < lifetimes[:, None]
         return lifetime_final_reward_rate(metrics | {"alive": alive}, config.final_fraction)
 
-    def fitness_on_levels(population: Any, key: jax.Array, level_batch: Any):
+    def fitness_on_levels(
+        population: Any, key: jax.Array, level_batch: Any
+    ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
         key_lifetimes, key_agents, key_antagonists = jax.random.split(key, 3)
         lifetimes = jax.vmap(
             lambda k: sample_lifetime(k, config.lifetime_min, config.lifetime_max)
         )(jax.random.split(key_lifetimes, config.agents))
         keys = jax.random.split(key_agents, config.agents)
-        returns, rates = jax.vmap(member_returns, in_axes=(0, None, None, None))(
+        scores = jax.vmap(member_scores, in_axes=(0, None, None, None))(
             population, keys, level_batch, lifetimes
         )
-        rate = jnp.nanmean(rates, axis=0)
-        scores = {"return": rate}
+        fitness, level_scores = score_population(scores)
         if a2c is not None:
             opponent = antagonist_rates(
                 jax.random.split(key_antagonists, config.agents), level_batch, lifetimes
             )
-            scores |= {"antagonist_return": opponent, "algorithmic_regret": opponent - rate}
-        return jnp.nanmean(returns, axis=-1), returns, scores
+            level_scores |= {
+                "antagonist_return": opponent,
+                "algorithmic_regret": opponent - level_scores["return"],
+            }
+        return fitness, scores, level_scores
 
     def fitness(population: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         key_levels, key_rest = jax.random.split(key)
         level_batch = jax.vmap(sample_level)(jax.random.split(key_levels, config.agents))
-        fitness, returns, _ = fitness_on_levels(population, key_rest, level_batch)
-        return fitness, returns
+        fitness, scores, _ = fitness_on_levels(population, key_rest, level_batch)
+        return fitness, scores
 
     return ObjectiveTask(config, objective, agent, fitness, fitness_on_levels)
+
+
+def score_population(scores: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Members' fitness and per-level scores from agents' scores ``[P, E]`` (NaN: the
+    agent diverged).
+
+    A member's fitness is the mean of its ``E`` agents' scores when all are finite and
+    ``-inf`` otherwise: divergence is the worst outcome, and every member is scored on
+    the same levels. Per level, ``"return"`` is the mean over the members whose agent
+    stayed finite (NaN when none did) and ``"diverged_fraction"`` the fraction that did
+    not, so a curriculum still scores a level on which a few perturbed members broke,
+    while the breakage is reported rather than averaged away.
+    """
+    finite = jnp.isfinite(scores)
+    fitness = jnp.where(jnp.all(finite, axis=-1), jnp.mean(scores, axis=-1), -jnp.inf)
+    count = jnp.sum(finite, axis=0)
+    total = jnp.sum(jnp.where(finite, scores, 0.0), axis=0)
+    level_return = jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+    diverged = 1.0 - count.astype(jnp.float32) / scores.shape[0]
+    return fitness, {"return": level_return, "diverged_fraction": diverged}
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    """Whether every leaf of ``tree`` is finite (a scalar bool)."""
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def make_objective_evaluator(

@@ -5,12 +5,18 @@ A run folder holds ``config.yaml``, ``metrics.jsonl``, ``checkpoints/``,
 ``summary.json``, whose evaluation compares, on each held-out layout and with fresh
 seeds, agents trained by the discovered objective, by a randomly initialised objective
 (what meta-training started from), and by the hand-designed A2C baseline.
+
+The headline of each method (``mean``, ``sem``, ``per_seed``) is the final reward per
+step, which every seed has; the final episode return is reported beside it (``return``)
+with the number of seeds it covers, since it is missing where no episode ended in the
+final window (as on layouts whose episodes outlast it; LPG, Oh et al., 2020, and GROOVE,
+Jackson et al., 2023, report returns). ``summary.json`` is strict JSON: a missing value
+is ``null``, never NaN.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +27,14 @@ import numpy as np
 import envs as env_registry
 from agents.a2c import make_a2c
 from agents.lpg_agent import lifetime_final_return, lifetime_final_reward_rate
-from discovery.config import save_config
+from discovery.config import save_config, to_dict
+from discovery.files import write_json
 from discovery.lpg_task import make_objective_evaluator
 from discovery.meta_run import generation_progress, load_params, save_params
 from discovery.objective import make_objective
 from discovery.plots import plot_metric_history
+from discovery.run_folder import RunFolderPlan, prepare_run_folder, record_resume
+from discovery.stats import summarise_over_seeds
 from envs.registry import GRIDWORLD_PREFIX
 from meta.objective_loop import (
     ObjectiveMetaTrainConfig,
@@ -56,8 +65,9 @@ def a2c_baseline(
 def evaluate_held_out(
     config: ObjectiveMetaTrainConfig, result: ObjectiveMetaTrainResult
 ) -> dict[str, Any]:
-    """Held-out final return and reward rate of the discovered objective, of its random
-    initialisation, and of A2C, on the same seeds."""
+    """Held-out final reward rate (the headline) and final return of the discovered
+    objective, of its random initialisation, and of A2C, on the same seeds; each method's
+    entry as :func:`discovery.stats.summarise_over_seeds` gives (with the seeds covered)."""
     layouts = tuple(config.levels.held_out)
     key = jax.random.key(config.seed + 1)
     evaluate = make_objective_evaluator(
@@ -69,28 +79,17 @@ def evaluate_held_out(
         "initial_objective": evaluate(initial, key),
         "a2c": a2c_baseline(config, layouts, key),
     }
-    report: dict[str, Any] = {"layouts": list(layouts), "seeds": config.eval_seeds,
-                              "lifetime": config.eval_lifetime}
+    report: dict[str, Any] = {
+        "layouts": list(layouts),
+        "seeds": config.eval_seeds,
+        "lifetime": config.eval_lifetime,
+        "headline": "reward_rate",
+    }
     for method, metrics in results.items():
-        report[method] = {
-            **_mean_sem(metrics["return"]),
-            "per_seed": metrics["return"].tolist(),
-            "reward_rate": {
-                **_mean_sem(metrics["reward_rate"]),
-                "per_seed": metrics["reward_rate"].tolist(),
-            },
-        }
+        rate = summarise_over_seeds(metrics["reward_rate"])
+        returns = summarise_over_seeds(metrics["return"])
+        report[method] = {**rate, "reward_rate": rate, "return": returns}
     return report
-
-
-def _mean_sem(values: np.ndarray) -> dict[str, list[float]]:
-    """Mean and standard error over seeds (last axis), NaN seeds (no episode) skipped."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
-        count = np.sum(np.isfinite(values), axis=-1)
-        mean = np.nanmean(values, axis=-1)
-        sem = np.nanstd(values, axis=-1) / np.sqrt(np.maximum(count, 1))
-    return {"mean": mean.tolist(), "sem": sem.tolist()}
 
 
 def load_finished_run(
@@ -121,7 +120,7 @@ def write_objective_results(
 
     def window_mean(records):
         values = np.array([r.get(curve, np.nan) for r in records], dtype=float)
-        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        return float(np.nanmean(values)) if np.isfinite(values).any() else None
 
     summary = {
         "name": config.name,
@@ -135,20 +134,34 @@ def write_objective_results(
         "wall_time_s": float(sum(r["wall_time_s"] for r in history)),
         "evaluation": evaluate_held_out(config, result),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(run_dir / "summary.json", summary)
     return summary
 
 
 def run_objective_meta_training(
-    config: ObjectiveMetaTrainConfig, run_dir: Path, resume: bool = False, tracker: Any = None
+    config: ObjectiveMetaTrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    tracker: Any = None,
+    overwrite: bool = False,
+    plan: RunFolderPlan | None = None,
 ) -> dict[str, Any]:
     """Meta-train an objective with a progress bar; returns the run's summary. ``tracker``
-    (:mod:`discovery.tracking`) also receives every generation's record."""
+    (:mod:`discovery.tracking`) also receives every generation's record.
+
+    The run folder is checked first (:func:`discovery.run_folder.prepare_run_folder`,
+    unless ``plan`` is its result already): nothing is written before that passes.
+    """
     from rich.console import Console
 
     console = Console()
+    if plan is None:
+        plan = prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite)
+    for note in plan.notes:
+        console.print(f"[yellow]resume:[/] {note}")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
+    record_resume(run_dir, plan)
     console.print(
         f"[bold]meta-train[/] {config.objective.kind} by {config.optimizer} on "
         f"{', '.join(config.levels.train)}: {config.generations} generations -> {run_dir}"
@@ -160,32 +173,49 @@ def run_objective_meta_training(
         def on_generation(record: dict) -> None:
             if config.optimizer == "metagrad":
                 line = (
-                    f"agents' return {record['episode_return']:.2f} "
-                    f"grad norm {record['grad_norm']:.3g}"
+                    f"agents' return {_number(record['episode_return'], '.2f')} "
+                    f"grad norm {_number(record['grad_norm'], '.3g')}"
                 )
             else:
-                line = f"fitness mean {record['fitness_mean']:.3f} max {record['fitness_max']:.3f}"
+                line = (
+                    f"fitness mean {_number(record['fitness_mean'], '.3f')} "
+                    f"max {_number(record['fitness_max'], '.3f')}, "
+                    f"{record.get('agents_diverged', 0)} agents diverged"
+                )
             progress.update(bar, completed=record["generation"] + 1, line=line)
             if tracker is not None and jax.process_index() == 0:
                 tracker.log(record["generation"], record)
 
-        result = meta_train_objective(config, run_dir, resume=resume, on_generation=on_generation)
+        result = meta_train_objective(config, run_dir, resume=resume, on_generation=on_generation,
+                                      checkpoint=plan.checkpoint)
     summary = write_objective_results(result, config)
     evaluation = summary["evaluation"]
+    seeds = evaluation["seeds"]
     console.print(
-        f"held-out layouts, {evaluation['seeds']} fresh seeds, "
-        f"{evaluation['lifetime']} updates (final return, and reward rate):"
+        f"held-out layouts, {seeds} fresh seeds, {evaluation['lifetime']} updates "
+        "(final reward per 1000 steps; final return over the seeds where an episode ended):"
     )
     for index, layout in enumerate(evaluation["layouts"]):
-        cells = [
-            f"{label} {evaluation[m]['mean'][index]:.2f} "
-            f"({1000 * evaluation[m]['reward_rate']['mean'][index]:.1f} per 1000 steps)"
-            for m, label in (("learned", "learned"), ("initial_objective", "initial objective"),
-                             ("a2c", "A2C"))
-        ]
+        cells = []
+        for m, label in (("learned", "learned"), ("initial_objective", "initial objective"),
+                         ("a2c", "A2C")):
+            rate = evaluation[m]["reward_rate"]["mean"][index]
+            returns = evaluation[m]["return"]
+            cells.append(
+                f"{label} {_number(None if rate is None else 1000 * rate, '.1f')} "
+                f"(return {_number(returns['mean'][index], '.2f')}, "
+                f"{returns['seeds_covered'][index]}/{seeds} seeds)"
+            )
         console.print(f"  {layout}: " + ", ".join(cells))
     console.print(
         f"wrote {run_dir}/: config.yaml metrics.jsonl checkpoints/ objective_params.msgpack "
         "meta_training.png summary.json"
     )
     return summary
+
+
+def _number(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``"n/a"`` when it is missing or not finite."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return format(value, spec)

@@ -1,12 +1,19 @@
 """Curricula over levels: which ``EnvParams`` the next agents train on.
 
-Every curriculum is the same three pure functions on an explicit state pytree, so the
+Every curriculum is the same few pure functions on an explicit state pytree, so the
 outer loop treats them alike and checkpoints their state with everything else:
 
     state = curriculum.init()
-    batch = curriculum.sample(key, state, n)           # LevelBatch: levels [n], slots [n]
+    batch, state = curriculum.sample(key, state, n)    # LevelBatch: levels [n], slots [n]
     ...train agents on batch.levels, score the levels they finished...
     state = curriculum.update(state, finished, scores, valid)
+
+Sampling returns a new state because PLR's staleness counts draws (Jiang et al., 2021):
+a level's staleness resets when it is drawn for replay. A caller that starts agents on
+only some of the ``n`` draws (meta-gradient training, where only the agents whose
+lifetime ended move to a new level) calls ``batch = curriculum.draw(key, state, n)``
+and, once it knows which draws were used, ``state = curriculum.mark_sampled(state,
+batch, used)``; ``sample`` is exactly ``draw`` then ``mark_sampled`` of every draw.
 
 * ``"dr"``, domain randomisation: a fresh level from the generator for every agent.
 * ``"plr"``, prioritised level replay (:mod:`meta.plr`; Jiang et al., 2021) over a
@@ -17,7 +24,7 @@ outer loop treats them alike and checkpoints their state with everything else:
   competence) changes most. It runs in numpy outside the jitted step; the level space
   decodes its points into levels.
 
-DR and PLR are jitted; ALP-GMM's ``sample`` and ``update`` are host functions. Slots
+DR and PLR are jitted; ALP-GMM's ``draw`` and ``update`` are host functions. Slots
 are the curriculum's ids for levels (PLR's buffer index, ``-1`` for a fresh level) and
 must come back to ``update`` with the levels they were sampled with.
 """
@@ -93,7 +100,11 @@ class Curriculum:
 
     Attributes:
       init: ``init() -> state``.
-      sample: ``sample(key, state, n) -> LevelBatch``.
+      draw: ``draw(key, state, n) -> LevelBatch``: ``n`` levels, state unchanged.
+      mark_sampled: ``mark_sampled(state, batch: LevelBatch, used [n]) -> state``:
+        record that agents started on the ``used`` draws of ``batch`` (drawn from
+        ``state``); PLR resets the staleness of the replayed ones. Identity for DR and
+        ALP-GMM.
       update: ``update(state, finished: LevelBatch, scores [n], valid [n]) -> state``.
       stats: ``stats(state) -> {name: float}``: buffer statistics for the log (score
         distribution, level diversity).
@@ -101,9 +112,17 @@ class Curriculum:
 
     config: CurriculumConfig
     init: Callable[[], Any]
-    sample: Callable[[jax.Array, Any, int], LevelBatch]
+    draw: Callable[[jax.Array, Any, int], LevelBatch]
+    mark_sampled: Callable[[Any, LevelBatch, jax.Array], Any]
     update: Callable[[Any, LevelBatch, jax.Array, jax.Array], Any]
     stats: Callable[[Any], dict[str, float]]
+
+    def sample(self, key: jax.Array, state: Any, n: int) -> tuple[LevelBatch, Any]:
+        """``n`` levels for ``n`` agents that all start on them now: :attr:`draw`, then
+        :attr:`mark_sampled` of every draw. Returns ``(batch, state)``; carry on from
+        the returned state (PLR's staleness was reset for the replayed levels)."""
+        batch = self.draw(key, state, n)
+        return batch, self.mark_sampled(state, batch, jnp.ones(n, bool))
 
 
 def make_curriculum(
@@ -143,6 +162,11 @@ def _sample_fresh(sample_level: Callable[[jax.Array], Any], key: jax.Array, n: i
     return LevelBatch(levels=levels, slots=jnp.full(n, -1, jnp.int32))
 
 
+def _unchanged(state: Any, batch: LevelBatch, used: jax.Array) -> Any:
+    """``mark_sampled`` of curricula whose state does not depend on what was drawn."""
+    return state
+
+
 def _domain_randomisation(
     config: CurriculumConfig, sample_level: Callable[[jax.Array], Any]
 ) -> Curriculum:
@@ -164,8 +188,8 @@ def _domain_randomisation(
             "score_std": float(state.score_std),
         }
 
-    sample = jax.jit(lambda key, state, n: _sample_fresh(sample_level, key, n), static_argnums=2)
-    return Curriculum(config, init, sample, update, stats)
+    draw = jax.jit(lambda key, state, n: _sample_fresh(sample_level, key, n), static_argnums=2)
+    return Curriculum(config, init, draw, _unchanged, update, stats)
 
 
 def _diversity(space: LevelSpace | None, levels: Any, mask: jax.Array) -> jax.Array:
@@ -190,9 +214,13 @@ def _prioritised_level_replay(
         return plr.init(plr_config, example)
 
     @partial(jax.jit, static_argnums=2)
-    def sample(key: jax.Array, state: plr.PLRState, n: int) -> LevelBatch:
-        levels, slots = plr.sample(plr_config, key, state, n, sample_level)
+    def draw(key: jax.Array, state: plr.PLRState, n: int) -> LevelBatch:
+        levels, slots = plr.draw(plr_config, key, state, n, sample_level)
         return LevelBatch(levels=levels, slots=slots)
+
+    @jax.jit
+    def mark_sampled(state: plr.PLRState, batch: LevelBatch, used: jax.Array) -> plr.PLRState:
+        return plr.mark_sampled(state, batch.slots, used)
 
     @jax.jit
     def update(state: plr.PLRState, finished: LevelBatch, scores: jax.Array, valid: jax.Array):
@@ -211,7 +239,7 @@ def _prioritised_level_replay(
     def stats(state: plr.PLRState) -> dict[str, float]:
         return {name: float(value) for name, value in jax.device_get(buffer_stats(state)).items()}
 
-    return Curriculum(config, init, sample, update, stats)
+    return Curriculum(config, init, draw, mark_sampled, update, stats)
 
 
 def _alp_gmm(config: CurriculumConfig, space: LevelSpace) -> Curriculum:
@@ -226,7 +254,7 @@ def _alp_gmm(config: CurriculumConfig, space: LevelSpace) -> Curriculum:
 
     encode = jax.jit(jax.vmap(space.encode))
 
-    def sample(key: jax.Array, state: alp_gmm.ALPGMMState, n: int) -> LevelBatch:
+    def draw(key: jax.Array, state: alp_gmm.ALPGMMState, n: int) -> LevelBatch:
         key_points, key_levels = jax.random.split(key)
         points = alp_gmm.sample(teacher, key_points, state, n)
         levels = decode(key_levels, jnp.asarray(points, jnp.float32))
@@ -240,4 +268,4 @@ def _alp_gmm(config: CurriculumConfig, space: LevelSpace) -> Curriculum:
         figures = alp_gmm.stats(state, window=teacher.fit_window)
         return {name: float(value) for name, value in figures.items()}
 
-    return Curriculum(config, init, sample, update, stats)
+    return Curriculum(config, init, draw, _unchanged, update, stats)

@@ -11,18 +11,21 @@ the objective always sees agents at every stage of learning.
 Two estimators (Bonnet et al., "One Step at a Time"):
 
 * ``"k_step"``: the meta-loss of the agent after all ``K`` updates;
-* ``"mixed"``: the mean of the ``k``-step meta-losses for ``k = 1..K``. Each update's
-  rollout is fresh experience for the agent that collected it, so the ``k < K`` terms
-  cost no extra environment steps; mixing cuts the estimator's variance.
+* ``"mixed"``: the mean of the ``k``-step meta-losses for ``k = 1..K``, each with the
+  regulariser of its own ``k`` updates, so it equals averaging ``K`` separately run
+  ``k``-step estimators. Each update's rollout is fresh experience for the agent that
+  collected it, so the ``k < K`` terms cost no extra environment steps; mixing cuts the
+  estimator's variance.
 
 For curricula (``meta.curricula``), :meth:`MetaGradient.step_with_levels` takes the
 levels that agents restarting in this step move to, and returns what the finished
 agents' levels scored over the final ``level_score_fraction`` of their lifetimes: the
 agent's reward per step (``"return"``), algorithmic regret against an A2C antagonist
 trained alongside on the same level (GROOVE, Jackson et al., 2023), positive value loss
-and MaxMC under the agent's critic (robust PLR, Jiang et al., 2021). Scores use reward
-per step rather than episode return, so levels whose episodes outlast the window are
-scored too.
+and MaxMC under the agent's critic (robust PLR, Jiang et al., 2021: the mean over a
+rollout's steps of the highest single-episode return seen on the level minus ``V(s)``).
+Scores use reward per step rather than episode return, so levels whose episodes outlast
+the window are scored too.
 
 The meta-loss per agent (GROOVE's, with its two defects fixed: the critic is trained,
 and the meta-gradient is clipped before Adam):
@@ -112,7 +115,9 @@ class LevelRecord:
       value_loss_sum, critic_updates: positive value loss of the fresh rollouts scored
         in the window.
       max_mc_sum, max_mc_updates: MaxMC of those rollouts, once an episode has ended.
-      best_return: the highest mean episode return of any update on this level so far.
+      best_return: the highest return of a single episode on this level so far (any
+        rollout of the agent's: its updates' and the meta-loss's fresh ones), MaxMC's
+        reference (robust PLR, Jiang et al., 2021); ``-inf`` before the first ends.
     """
 
     reward_sum: jax.Array
@@ -146,6 +151,7 @@ class FinishedLevels:
     """The levels whose agents finished in a step, with their scores; each ``[A]``.
 
     ``valid`` marks the agents that finished with finite params and a scored window;
+    ``restarted`` the agents that moved to the step's next levels (finished, or broken);
     ``slots`` are the curriculum's ids the levels came with; ``scores`` maps
     ``"return"`` (reward per step), ``"antagonist_return"`` and ``"algorithmic_regret"``
     (NaN without an antagonist),
@@ -155,6 +161,7 @@ class FinishedLevels:
     levels: Any
     slots: jax.Array
     valid: jax.Array
+    restarted: jax.Array
     scores: dict[str, jax.Array]
 
 
@@ -309,24 +316,26 @@ def make_metagrad(
             )
             # The rollout of update k is fresh for the agent after k updates (k >= 1).
             mixed_term = jnp.where(index > 0, fresh_loss, 0.0)
-            return state, (mixed_term, regulariser, metrics)
+            best = highest_episode_return(experience)
+            return state, (mixed_term, regulariser, best, metrics)
 
-        state, (mixed_terms, regularisers, metrics) = jax.lax.scan(
+        state, (mixed_terms, regularisers, best_returns, metrics) = jax.lax.scan(
             unrolled_update, state, jnp.arange(config.unroll)
         )
         state, fresh = agent.rollout(state)
         final_loss, aux = actor_critic_loss(state.params, state.critic_params, fresh)
         if config.estimator == "mixed":
+            # The k-step loss carries the regulariser of its first k updates.
+            k_step_regularisers = jnp.cumsum(regularisers) / jnp.arange(1, config.unroll + 1)
             loss = (jnp.sum(mixed_terms) + final_loss) / config.unroll
+            loss = loss + jnp.mean(k_step_regularisers)
         else:
-            loss = final_loss
-        loss = loss + jnp.mean(regularisers)
+            loss = final_loss + jnp.mean(regularisers)
         window = in_window(first_update + jnp.arange(config.unroll), state.lifetime)
-        returns = metrics["episode_return"]
         level_terms = {
             "reward_sum": jnp.sum(jnp.where(window, metrics["reward_per_step"], 0.0)),
             "updates": jnp.sum(window).astype(jnp.int32),
-            "best_return": jnp.max(jnp.where(jnp.isnan(returns), -jnp.inf, returns)),
+            "best_return": jnp.maximum(jnp.max(best_returns), highest_episode_return(fresh)),
         }
         metrics = {k: jnp.mean(v) for k, v in metrics.items() if k != "episode_return"} | {
             "episode_return": _weighted_return(metrics),
@@ -358,9 +367,8 @@ def make_metagrad(
         state, value_loss = agent.critic_update(state, fresh, target)
         return state, value_loss, positive_value_loss, max_mc
 
-    def record_unroll(records: LevelRecord, terms, pvl, max_mc):
+    def record_unroll(records: LevelRecord, terms, best, pvl, max_mc):
         """Add one unroll's window terms to the agents' level records."""
-        best = jnp.maximum(records.best_return, terms["best_return"])
         scored = terms["updates"] > 0  # the unroll reached into the scored window
         scored_mc = scored & jnp.isfinite(best)
         return records.replace(
@@ -425,7 +433,7 @@ def make_metagrad(
             )
             best = jnp.maximum(records.best_return, terms["best_return"])
             agents, value_loss, pvl, max_mc = jax.vmap(critic_step)(agents, fresh, best)
-            records = record_unroll(records, terms, pvl, max_mc)
+            records = record_unroll(records, terms, best, pvl, max_mc)
             return (total, count + finite), (agents, records, metrics, value_loss)
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
@@ -460,6 +468,7 @@ def make_metagrad(
             levels=agents.env_params,
             slots=state.level_slots,
             valid=finished & params_finite & (records.updates > 0),
+            restarted=finished,
             scores=scores,
         )
 
@@ -506,6 +515,14 @@ def make_metagrad(
     return MetaGradient(
         config=config, init=init, loss=loss, step=step, step_with_levels=step_with_levels
     )
+
+
+def highest_episode_return(experience: Experience) -> jax.Array:
+    """The highest return of a single episode that ended in ``experience`` (``-inf`` if
+    none did): MaxMC's reference return (robust PLR, Jiang et al., 2021), which a mean
+    over an update's episodes would understate."""
+    ended = experience.episode_end
+    return jnp.max(jnp.where(ended, experience.episode_return, -jnp.inf))
 
 
 def _weighted_return(metrics: Metrics) -> jax.Array:

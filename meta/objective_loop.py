@@ -5,6 +5,11 @@ so logging, checkpoints and exact resume behave as for drift discovery. A "gener
 is one meta-gradient update (``optimizer="metagrad"``) or one ES generation
 (``optimizer="es"``).
 
+With ES, a member's fitness is its agents' mean final reward rate on the generation's
+shared levels, ``-inf`` if any of them diverged (:mod:`discovery.lpg_task`); a diverged
+agent's score is NaN, so ``nonfinite_returns`` in the log counts the diverged agents
+(and, with a curriculum, ``level_diverged_fraction`` the mean fraction per level).
+
 A curriculum (:mod:`meta.curricula`) picks the training levels: each generation the
 loop samples levels from it, the agents that restart move to them, the levels whose
 agents finished are scored (algorithmic regret against an A2C antagonist, positive value
@@ -26,6 +31,7 @@ from flax import struct
 
 from agents.a2c import A2CConfig, make_a2c
 from agents.lpg_agent import LPGAgentConfig, make_lpg_agent
+from discovery.config import to_dict
 from discovery.lpg_task import (
     LevelsConfig,
     ObjectiveTaskConfig,
@@ -188,8 +194,13 @@ def meta_train_objective(
     resume: bool = False,
     on_generation: Callable[[dict[str, Any]], None] | None = None,
     stop_after: int | None = None,
+    checkpoint: Path | None = None,
 ) -> ObjectiveMetaTrainResult:
-    """Run (or resume) objective meta-training, writing ``metrics.jsonl`` and checkpoints."""
+    """Run (or resume) objective meta-training, writing ``metrics.jsonl`` and checkpoints.
+
+    ``checkpoint`` picks the checkpoint a resume loads (default: the latest); every
+    checkpoint records the config that made it (:mod:`discovery.run_folder`).
+    """
     maybe_initialize_distributed()
     objective = make_objective(config.objective)
     key = jax.random.key(config.seed)
@@ -203,6 +214,8 @@ def meta_train_objective(
         "steps_per_generation": steps_per_generation(config),
         "on_generation": on_generation,
         "stop_after": stop_after,
+        "metadata": {"config": to_dict(config)},
+        "checkpoint": checkpoint,
     }
     if config.optimizer == "metagrad":
         env, sample_level = make_level_sampler(config.levels)
@@ -215,21 +228,25 @@ def meta_train_objective(
         metagrad = make_metagrad(config.metagrad, agent, sample_level, antagonist)
         key_levels, key_first = jax.random.split(jax.random.fold_in(key_loop, 1))
         num_agents = config.metagrad.num_agents
-        first = curriculum.sample(key_first, curriculum.init(), num_agents)
+        first, curriculum_state = curriculum.sample(key_first, curriculum.init(), num_agents)
         state = MetaGradLoopState(
             meta=metagrad.init(key_opt, init_params, first.levels, first.slots),
             generation=jnp.int32(0),
-            curriculum=curriculum.init(),
+            curriculum=curriculum_state,
         )
         meta_step = jax.jit(metagrad.step_with_levels)
         score = config.curriculum.score
 
         def step(state: MetaGradLoopState):
             key = jax.random.fold_in(key_levels, state.generation)
-            batch = curriculum.sample(key, state.curriculum, num_agents)
+            # Only the agents whose lifetime ended start on the drawn levels.
+            batch = curriculum.draw(key, state.curriculum, num_agents)
             meta, metrics, finished = meta_step(state.meta, batch.levels, batch.slots)
+            curriculum_state = curriculum.mark_sampled(
+                state.curriculum, batch, finished.restarted
+            )
             curriculum_state = curriculum.update(
-                state.curriculum,
+                curriculum_state,
                 LevelBatch(levels=finished.levels, slots=finished.slots),
                 finished.scores[score],
                 finished.valid,
@@ -274,7 +291,7 @@ def meta_train_objective(
 
     def step(state: ESCurriculumLoopState):
         key = jax.random.fold_in(key_levels, state.generation)
-        batch = curriculum.sample(key, state.curriculum, config.es_task.agents)
+        batch, curriculum_state = curriculum.sample(key, state.curriculum, config.es_task.agents)
         es_loop, metrics = generation_step(state.es, batch.levels)
         scores = {name: np.asarray(value) for name, value in metrics.pop("extra").items()}
         nan = np.full(config.es_task.agents, np.nan, np.float32)
@@ -282,10 +299,11 @@ def meta_train_objective(
             levels=batch.levels,
             slots=batch.slots,
             valid=np.isfinite(scores.get(config.curriculum.score, nan)),
+            restarted=np.ones(config.es_task.agents, bool),
             scores=scores,
         )
         curriculum_state = curriculum.update(
-            state.curriculum, batch, finished.scores[config.curriculum.score], finished.valid
+            curriculum_state, batch, finished.scores[config.curriculum.score], finished.valid
         )
         metrics = dict(metrics) | finished_level_metrics(finished)
         metrics |= {f"curriculum_{k}": v for k, v in curriculum.stats(curriculum_state).items()}

@@ -11,25 +11,35 @@ or samples a fresh level. The score distribution is rank-based (eq. 1, 2),
     h(S_i) = 1 / rank(S_i),    P_S(l_i) = h(S_i)^(1/beta) / sum_j h(S_j)^(1/beta),
 
 or, with ``prioritization="topk"``, uniform over the k highest-scoring levels. The
-staleness distribution (eq. 4) favours levels that have not been scored for long,
+staleness distribution (eq. 4) favours levels that have not been *sampled* for long,
 
     P_C(l_i) = (c - C_i) / sum_j (c - C_j),
 
-where ``c`` counts the levels scored so far and ``C_i`` is the value of ``c`` when
-``l_i`` was last scored. Robust PLR (PLR-perp; Jiang et al., 2021, "Replay-Guided
-Adversarial Environment Design") keeps a fixed-size buffer: a fresh level enters the
-first empty slot, else replaces the lowest-scoring level if its score is higher.
-GROOVE (Jackson et al., 2023) runs this with 4000 levels, replay probability 0.5, rank
-prioritisation and temperature 1 (REFERENCE.md, "GROOVE's curriculum").
+where ``c`` counts the levels sampled so far (every draw, replayed or fresh) and
+``C_i`` is the value of ``c`` when ``l_i`` was last sampled. As in the paper's
+reference code (``level_replay/level_sampler.py``, ``_update_staleness``), staleness
+resets when a level is drawn for replay, not when its score comes back: a level that
+is being replayed is not stale even while its agent is still training on it. Replay
+starts only once the buffer holds enough levels to draw a batch from (see
+:meth:`PLRConfig.replay_threshold`), never from a one-level buffer. Robust PLR (PLR-perp;
+Jiang et al., 2021, "Replay-Guided Adversarial Environment Design") keeps a fixed-size
+buffer: a fresh level enters the first empty slot, else replaces the lowest-scoring
+level if its score is higher. GROOVE (Jackson et al., 2023) runs this with 4000
+levels, replay probability 0.5, rank prioritisation and temperature 1.
 
 Levels are any pytree of arrays (e.g. gymnax ``EnvParams``); the buffer stores them
 with a leading ``[B]`` axis. ``config`` is static: close over it, or pass it (and
 ``n`` and ``sample_new_level`` for :func:`sample`) as static arguments to ``jax.jit``.
 
     state = init(config, example_level)
-    levels, slots = sample(config, key, state, n, sample_new_level)   # [n], [n]
+    levels, slots, state = sample(config, key, state, n, sample_new_level)  # [n], [n]
     scores = ...  # train agents on ``levels``, score each level: [n]
     state = update(config, state, levels, slots, scores, valid)
+
+A caller that starts agents on only some of the ``n`` draws (e.g. meta-gradient
+training, where only the agents whose lifetime ended take a new level) uses
+:func:`draw` and then :func:`mark_sampled` with the draws actually used, so unused
+draws neither reset staleness nor count towards ``c``.
 """
 
 from __future__ import annotations
@@ -54,23 +64,25 @@ _INT_FIELDS = ("buffer_size", "top_k")
 class PLRConfig:
     """Static configuration of prioritised level replay (frozen, hashable).
 
-    Defaults are GROOVE's (REFERENCE.md): a 4000-level buffer, replay probability 0.5,
-    rank prioritisation with temperature 1, PLR's staleness coefficient 0.3.
+    Defaults are GROOVE's (Jackson et al., 2023): a 4000-level buffer, replay
+    probability 0.5, rank prioritisation with temperature 1, and PLR's staleness
+    coefficient 0.3 (Jiang et al., 2021).
 
     Attributes:
-      buffer_size: ``B``, levels the buffer holds.
+      buffer_size: ``B``, levels the buffer holds; at least 2 (replay needs a choice).
       replay_prob: probability that a draw replays a buffered level (once the buffer
-        holds enough levels; see ``min_fill``) instead of sampling a fresh one.
+        holds enough levels; see :meth:`replay_threshold`) instead of sampling a fresh
+        one.
       prioritization: ``"rank"`` (``h = 1 / rank``, sharpened by ``temperature``) or
         ``"topk"`` (uniform over the ``top_k`` highest scores; ignores temperature).
       temperature: ``beta`` in ``P_S ∝ h^(1/beta)``; > 0, lower is greedier.
       top_k: ``k`` for ``"topk"``; uniform over ``min(k, filled)`` levels.
       staleness_coef: ``rho``, weight of the staleness distribution.
-      min_fill: fraction of the buffer that must be filled before any replay; at least
-        one level is always required.
+      min_fill: fraction of the buffer that must be filled before any replay, on top
+        of the batch-size rule of :meth:`replay_threshold` (0: the batch size alone).
     """
 
-    buffer_size: int = field(default=4000, metadata={"min": 1})
+    buffer_size: int = field(default=4000, metadata={"min": 2})
     replay_prob: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
     prioritization: Literal["rank", "topk"] = field(
         default="rank", metadata={"choices": PRIORITIZATIONS}
@@ -111,10 +123,17 @@ class PLRConfig:
             if hi is not None and value > hi:
                 raise bad(allowed)
 
-    @property
-    def min_filled(self) -> int:
-        """Filled levels needed before any replay: ``max(1, ceil(min_fill * B))``."""
-        return max(1, math.ceil(self.min_fill * self.buffer_size))
+    def replay_threshold(self, n: int) -> int:
+        """Filled levels the buffer needs before a batch of ``n`` draws may replay:
+        ``max(2, n, ceil(min_fill * B))``.
+
+        PLR replays only from a buffer that holds at least as many levels as agents
+        restart together (the reference code waits until a ``rho`` fraction of its
+        levels has been seen; GROOVE's code until a batch of levels has been scored),
+        so one early level is not handed to a whole batch of agents; and never from a
+        one-level buffer, where "prioritised" replay would have no choice to make.
+        """
+        return max(2, n, math.ceil(self.min_fill * self.buffer_size))
 
 
 @struct.dataclass
@@ -126,9 +145,11 @@ class PLRState:
         hold zeros.
       scores: ``[B]`` float32, the latest score of each level (0 in empty slots).
       last_visit: ``[B]`` int32, ``C_i``: the value of ``visits`` just after the level
-        was last scored, so its staleness ``visits - last_visit`` is 0 right then.
+        was last sampled for replay (or, for a level not replayed since it entered the
+        buffer, when it entered), so its staleness ``visits - last_visit`` is 0 then.
       filled: ``[B]`` bool, which slots hold a level.
-      visits: ``[]`` int32, ``c``: levels scored so far (valid update entries).
+      visits: ``[]`` int32, ``c``: draws made so far, replayed or fresh (the ones
+        :func:`mark_sampled` was told agents started on).
     """
 
     levels: Any
@@ -209,26 +230,39 @@ def replay_distribution(config: PLRConfig, state: PLRState) -> jax.Array:
     return jnp.where(jnp.any(p_stale > 0), mixed, p_score)
 
 
-def sample(
+def draw(
     config: PLRConfig,
     key: jax.Array,
     state: PLRState,
     n: int,
     sample_new_level: Callable[[jax.Array], Level],
 ) -> tuple[Level, jax.Array]:
-    """Draw ``n`` levels, each independently a replay or a fresh level.
+    """Draw ``n`` levels, each independently a replay or a fresh level; the buffer is
+    left as it is (see :func:`sample` and :func:`mark_sampled`).
 
     A draw replays with probability ``replay_prob`` once the buffer holds at least
-    ``config.min_filled`` levels, its slot drawn from :func:`replay_distribution`
-    (with replacement); otherwise it is ``sample_new_level(key)`` (vmapped over ``n``
-    keys; evaluated for every draw, as jit needs fixed shapes).
+    ``config.replay_threshold(n)`` levels, its slot drawn from
+    :func:`replay_distribution` (with replacement: the ``n`` draws of a batch share one
+    distribution, where the reference code redraws after each); otherwise it is
+    ``sample_new_level(key)`` (vmapped over ``n`` keys; evaluated for every draw, as
+    jit needs fixed shapes).
 
     Returns ``(levels, slots)``: the level pytree with a leading ``[n]`` axis and the
-    ``[n]`` int32 buffer slot of each replayed level, ``-1`` for fresh ones. Hand both
-    back to :func:`update` with the levels' scores.
+    ``[n]`` int32 buffer slot of each replayed level, ``-1`` for fresh ones.
+
+    Raises:
+      ValueError: if ``n`` exceeds ``buffer_size``: such a buffer could never hold a
+        batch's worth of levels, so PLR would silently never replay.
     """
+    threshold = config.replay_threshold(n)
+    if threshold > config.buffer_size:
+        raise ValueError(
+            f"PLR cannot replay batches of n={n} levels from a buffer of "
+            f"buffer_size={config.buffer_size}: replay waits until the buffer holds "
+            f"{threshold} levels; use buffer_size >= {threshold}"
+        )
     key_replay, key_slot, key_new = jax.random.split(key, 3)
-    enough = jnp.sum(state.filled) >= config.min_filled
+    enough = jnp.sum(state.filled) >= threshold
     replay = enough & jax.random.bernoulli(key_replay, config.replay_prob, (n,))
     probs = replay_distribution(config, state)
     # An empty buffer gives all -inf logits; those draws are never replays.
@@ -244,6 +278,58 @@ def sample(
     return jax.tree.map(pick, state.levels, new_levels), slots
 
 
+def mark_sampled(
+    state: PLRState, slots: jax.Array, used: jax.Array | None = None
+) -> PLRState:
+    """Staleness bookkeeping for draws that agents start on (Jiang et al., 2021, eq. 4).
+
+    Draws are taken in order; each used one advances ``c`` by 1, and a used replay of
+    slot ``i`` sets ``C_i`` to ``c`` just after that draw (so a slot drawn twice keeps
+    the later count), as the reference code's ``_update_staleness`` does per sample.
+    Fresh draws (slot ``-1``) advance ``c`` only: their level is not in the buffer yet.
+
+    Args:
+      state: the buffer ``slots`` were drawn from (by :func:`draw`).
+      slots: ``[n]`` int32, as :func:`draw` returned them.
+      used: ``[n]`` bool, the draws an agent actually started on (default: all).
+        Unused draws change nothing.
+    """
+    n = slots.shape[0]
+    size = state.filled.shape[0]
+    slots = slots.astype(jnp.int32)
+    used = jnp.ones(n, bool) if used is None else jnp.asarray(used, bool)
+    if used.shape != (n,):
+        raise ValueError(f"used must have shape ({n},), got {used.shape}")
+    used = used & (slots >= -1) & (slots < size)
+    stamps = state.visits + jnp.cumsum(used.astype(jnp.int32))  # c just after each draw
+    replayed = used & (slots >= 0)
+    targets = jnp.where(replayed, slots, size)  # out of range: dropped
+    last_visit = state.last_visit.at[targets].max(stamps, mode="drop")
+    return state.replace(
+        last_visit=last_visit, visits=state.visits + jnp.sum(used).astype(jnp.int32)
+    )
+
+
+def sample(
+    config: PLRConfig,
+    key: jax.Array,
+    state: PLRState,
+    n: int,
+    sample_new_level: Callable[[jax.Array], Level],
+) -> tuple[Level, jax.Array, PLRState]:
+    """:func:`draw` ``n`` levels and :func:`mark_sampled` all of them: the sampling
+    step of PLR, for callers that start an agent on every draw.
+
+    Returns ``(levels, slots, state)``: the levels with a leading ``[n]`` axis, the
+    ``[n]`` int32 slot of each replayed level (``-1`` for fresh ones), and the buffer
+    with the replayed levels' staleness reset and ``c`` advanced by ``n``. Hand
+    ``levels`` and ``slots`` back to :func:`update`, with the levels' scores, on the
+    returned state.
+    """
+    levels, slots = draw(config, key, state, n, sample_new_level)
+    return levels, slots, mark_sampled(state, slots)
+
+
 def update(
     config: PLRConfig,
     state: PLRState,
@@ -254,6 +340,9 @@ def update(
 ) -> PLRState:
     """Record the scores of ``n`` levels, in order (a ``lax.scan`` over entries).
 
+    Scoring leaves staleness alone: it was reset when the level was sampled
+    (:func:`mark_sampled`), not when its score comes back.
+
     Args:
       levels: the level pytree, leading ``[n]`` axis, as :func:`sample` returned it.
       slots: ``[n]`` int32, the slot each level was replayed from, ``-1`` for fresh.
@@ -261,14 +350,17 @@ def update(
       valid: ``[n]`` bool; invalid entries change nothing.
 
     Per entry: an invalid entry, a non-finite score or a slot outside ``[-1, B)`` is
-    skipped. Otherwise ``c += 1`` and
+    skipped. Otherwise
 
-    - a replayed level whose slot still holds it gets its score replaced and
-      ``C_i = c``;
+    - a replayed level whose slot still holds it gets its score replaced; ``C_i``
+      stays as sampling left it;
     - a fresh level (and a replayed one whose slot was overwritten since it was
       sampled, e.g. evicted by an earlier entry of the same update) enters the first
       empty slot, else replaces the lowest-scoring level (the lowest slot among ties)
-      if its score is strictly higher, else is dropped (robust PLR); ``C_i = c``.
+      if its score is strictly higher, else is dropped (robust PLR); it enters with
+      ``C_i = c``, staleness 0, as a level just played.
+
+    ``c`` itself counts draws (:func:`mark_sampled`) and is not changed here.
     """
     n = slots.shape[0]
     size = config.buffer_size
@@ -299,17 +391,16 @@ def update(
 
         write = replay_hit | insert
         target = jnp.where(replay_hit, replay_slot, insert_slot)
-        visits = state.visits + ok.astype(jnp.int32)
 
-        def put(buffer: jax.Array, value: jax.Array) -> jax.Array:
-            return buffer.at[target].set(jnp.where(write, value, buffer[target]))
+        def put(buffer: jax.Array, value: jax.Array, when: jax.Array = write) -> jax.Array:
+            return buffer.at[target].set(jnp.where(when, value, buffer[target]))
 
         state = PLRState(
             levels=jax.tree.map(put, state.levels, level),
             scores=put(state.scores, score),
-            last_visit=put(state.last_visit, visits),
+            last_visit=put(state.last_visit, state.visits, insert),
             filled=put(state.filled, jnp.bool_(True)),
-            visits=visits,
+            visits=state.visits,
         )
         return state, None
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from agents.lpg_agent import (
@@ -15,6 +16,7 @@ from agents.lpg_agent import (
     ObjectiveInputs,
     ObjectiveTargets,
     lifetime_final_return,
+    make_agent_optimizer,
     make_lpg_agent,
     sample_lifetime,
 )
@@ -55,6 +57,26 @@ class ReturnObjective:
         )
         y_hat = jnp.full(inputs.prediction.shape, 1.0 / M)
         return ObjectiveTargets(pi_hat=params["scale"] * (to_go - to_go.mean()), y_hat=y_hat)
+
+
+@dataclass(frozen=True)
+class PeakedObjective:
+    """REINFORCE's ``pi_hat`` times ``params["scale"]``, and a peaked ``y_hat`` (so the
+    prediction has a gradient to follow from a uniform ``y`` at birth)."""
+
+    config: _ObjectiveConfig = _ObjectiveConfig()
+
+    @staticmethod
+    def init(key):
+        del key
+        return {"scale": jnp.float32(1.0)}
+
+    @staticmethod
+    def apply(params, inputs: ObjectiveInputs) -> ObjectiveTargets:
+        pi_hat = ReturnObjective.apply({"scale": params["scale"]}, inputs).pi_hat
+        peak = jax.nn.softmax(jnp.array([1.0, 0.0, 0.0, 0.0]))
+        y_hat = jnp.broadcast_to(peak, inputs.prediction.shape)
+        return ObjectiveTargets(pi_hat=pi_hat, y_hat=y_hat)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +124,66 @@ def test_update_reinforces_rewarded_actions_and_is_differentiable_in_the_objecti
 
     grad = jax.grad(new_policy_sum)(jnp.float32(1.0))
     assert np.isfinite(grad) and grad > 0
+
+
+def _clip(tree, max_norm):
+    norm = float(optax.global_norm(tree))
+    return jax.tree.map(lambda g: g * min(1.0, max_norm / norm), tree), norm
+
+
+def test_policy_and_prediction_are_clipped_and_stepped_separately():
+    # GROOVE (Jackson et al., 2023): the policy (lr 40) and the prediction y (lr 4) have
+    # their own optimisers, each clipping its own gradient at norm 0.5. One joint clip
+    # would let the large policy gradient shrink the small prediction gradient's step.
+    env = GridWorld(max_size=4, max_objects=1)
+    level = CORRIDOR.to_params(4, 1)
+    config = LPGAgentConfig(num_envs=8, rollout_len=10, lr=40.0, prediction_lr=3.0)
+    agent = make_lpg_agent(config, env, level, PeakedObjective())
+    state = agent.init(jax.random.key(1), level, 50)
+    state, experience = agent.rollout(state)
+    objective_params = {"scale": jnp.float32(1e4)}  # a large policy gradient
+    new_state, metrics = jax.jit(agent.update)(objective_params, state, experience)
+    target = metrics["targets"]
+
+    def loss(params):  # Oh et al., 2020, Eq. 2 as a loss, written out by hand
+        log_pi = jax.nn.log_softmax(agent.policy_logits(params, experience.obs))
+        log_pi_a = jnp.take_along_axis(log_pi, experience.action[..., None], -1)[..., 0]
+        log_y = jax.nn.log_softmax(agent.prediction_logits(params, experience.obs))
+        kl = jnp.sum(jnp.exp(log_y) * (log_y - jnp.log(target.y_hat + 1e-8)), -1)
+        return -jnp.mean(target.pi_hat * log_pi_a) + config.prediction_weight * jnp.mean(kl)
+
+    grads = jax.grad(loss)(state.params)["params"]
+    policy, policy_norm = _clip(grads["actor"], config.max_grad_norm)
+    prediction, prediction_norm = _clip(grads["prediction"], config.max_grad_norm)
+    assert policy_norm > 20 * config.max_grad_norm  # clipped hard...
+    assert 0 < prediction_norm < config.max_grad_norm  # ...while y's is not clipped at all
+    old, new = state.params["params"], new_state.params["params"]
+    for tower, step, lr in (("actor", policy, config.lr),
+                            ("prediction", prediction, config.prediction_lr)):
+        expected = jax.tree.map(lambda p, g, lr=lr: p - lr * g, old[tower], step)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+            new[tower], expected,
+        )
+    # y moved by its full step, where one joint clip would have scaled it by
+    # max_grad_norm / (norm of the whole gradient) < 1/20.
+    moved = jax.tree.map(lambda a, b: a - b, new["prediction"], old["prediction"])
+    np.testing.assert_allclose(
+        optax.global_norm(moved), config.prediction_lr * prediction_norm, rtol=1e-4
+    )
+
+
+def test_adam_agents_step_each_part_with_its_own_learning_rate():
+    config = LPGAgentConfig(optimizer="adam", lr=0.3, prediction_lr=0.02, max_grad_norm=0.5)
+    optimizer = make_agent_optimizer(config)
+    params = {"params": {"actor": {"kernel": jnp.zeros((3, 5))},
+                         "prediction": {"kernel": jnp.zeros((3, 4))}}}
+    grads = {"params": {"actor": {"kernel": jnp.full((3, 5), 50.0)},
+                        "prediction": {"kernel": jnp.full((3, 4), -0.01)}}}
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    # Adam's first step is -lr * sign(g) per entry, whatever each part's clip did.
+    np.testing.assert_allclose(updates["params"]["actor"]["kernel"], -0.3, rtol=1e-3)
+    np.testing.assert_allclose(updates["params"]["prediction"]["kernel"], 0.02, rtol=1e-3)
 
 
 def test_updates_after_the_lifetime_are_skipped(corridor):

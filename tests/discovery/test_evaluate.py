@@ -19,7 +19,7 @@ TINY_PPO = {"num_envs": 4, "num_steps": 16, "total_timesteps": 512, "num_minibat
 
 def test_interquartile_mean_trims_a_quarter_each_side():
     assert stats.interquartile_mean(np.arange(8.0)) == pytest.approx(3.5)  # mean of 2..5
-    # n = 10 cuts 2.5 from each end: half weights on the 3rd and 8th values.
+    # n = 10 cuts int(2.5) = 2 whole values from each end (scipy's trim_mean): 2..7.
     assert stats.interquartile_mean(np.arange(10.0)) == pytest.approx(4.5)
     values = np.array([0.0, 1.0, 2.0, 100.0])
     assert stats.interquartile_mean(values) == pytest.approx(1.5)  # the outlier is trimmed
@@ -99,15 +99,32 @@ def test_evaluating_an_objective_compares_it_with_a2c(tmp_path):
         kind="objective",
         params=objective.init(jax.random.key(0)),
         manifest={"provenance": {"config": {
-            "agent": {"num_envs": 4, "rollout_len": 5}, "eval_lifetime": 6,
-            "levels": {"held_out": ["sparse"]},
+            "agent": {"num_envs": 4, "rollout_len": 5}, "eval_lifetime": 12,
+            "levels": {"held_out": ["dense"]},
         }}},
         objective=lambda: objective,
     )
-    report = evaluate_component(entry, EvaluateConfig(seeds=2, bootstrap_samples=200))
-    assert report["envs"] == ["sparse"] and report["normalisation"] == "A2C 1"
-    row = report["horizons"][0]["envs"]["sparse"]
+    # The whole lifetime counts as "final", so even these tiny agents earn some reward.
+    config = EvaluateConfig(seeds=2, bootstrap_samples=200, final_fraction=1.0)
+    report = evaluate_component(entry, config)
+    assert report["envs"] == ["dense"] and report["normalisation"] == "A2C 1"
+    table = report["horizons"][0]
+    row = table["envs"]["dense"]
     assert set(row) == {"learned", "a2c"}
-    assert report["curves"][1.0]["sparse"]["learned"].curves.shape == (2, 6)
+    assert report["curves"][1.0]["dense"]["learned"].curves.shape == (2, 12)
+
+    # Objectives are normalised by A2C's reward rate: A2C itself scores exactly 1.
+    a2c_final = np.array(row["a2c"]["per_seed"], dtype=float)
+    reference = a2c_final.mean()
+    assert np.all(np.isfinite(a2c_final)) and reference != 0, "A2C earned no reward"
+    assert row["a2c"]["normalised"]["estimate"] == pytest.approx(1.0, abs=1e-12)
+    # ... and with one layout, A2C's aggregate (IQM of 2 runs = their mean) is 1 too.
+    assert table["aggregate"]["a2c"]["iqm"]["estimate"] == pytest.approx(1.0, abs=1e-12)
+    assert table["aggregate"]["a2c"]["mean"]["estimate"] == pytest.approx(1.0, abs=1e-12)
+    # The learned objective is measured in the same units: its rate over A2C's.
+    learned_final = np.array(row["learned"]["per_seed"], dtype=float)
+    assert row["learned"]["normalised"]["estimate"] == pytest.approx(
+        learned_final.mean() / reference, abs=1e-12
+    )
     paths = write_report(report, tmp_path)
-    assert "| sparse |" in paths["markdown"].read_text()
+    assert "| dense |" in paths["markdown"].read_text()

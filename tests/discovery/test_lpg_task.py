@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -15,7 +16,8 @@ from discovery.lpg_task import (
     make_objective_task,
 )
 from discovery.objective import ObjectiveConfig, make_objective
-from envs.gridworld import GridWorld
+from envs.gridworld import GridWorld, Layout
+from meta.es import ESConfig, make_es
 
 
 def test_random_levels_share_one_env_shape():
@@ -75,20 +77,60 @@ def test_unknown_training_layout_is_named():
         make_level_sampler(LevelsConfig(train=("gridworld/nope",)))
 
 
-def test_es_fitness_uses_common_levels_and_keys_across_the_population():
+@pytest.fixture(scope="module")
+def tiny_task():
     objective = make_objective(ObjectiveConfig(prediction_size=4, hidden_size=8))
-    task = make_objective_task(
+    return make_objective_task(
         ObjectiveTaskConfig(agents=2, lifetime_min=3, lifetime_max=5),
         objective,
         LPGAgentConfig(num_envs=4, rollout_len=5),
         LevelsConfig(max_size=4, max_objects=1),
     )
-    member = task.init_params(jax.random.key(3))
+
+
+def test_es_fitness_uses_common_levels_and_keys_across_the_population(tiny_task):
+    member = tiny_task.init_params(jax.random.key(3))
     population = jax.tree.map(lambda x: np.stack([x, x]), member)
-    fitness, returns = jax.jit(task.fitness)(population, jax.random.key(4))
+    fitness, returns = jax.jit(tiny_task.fitness)(population, jax.random.key(4))
     assert fitness.shape == (2,) and returns.shape == (2, 2)
     # Identical members on common random numbers score identically.
     np.testing.assert_array_equal(np.asarray(returns[0]), np.asarray(returns[1]))
+    # Every agent has a score (a reward rate), so fitness is their plain mean.
+    assert np.all(np.isfinite(returns))
+    np.testing.assert_allclose(fitness, np.asarray(returns).mean(axis=-1), rtol=1e-6)
+
+
+# Episodes end within 12 steps (the object ends them) / never in a lifetime (no object
+# ends them and the time limit is far away): the final episode return is missing there.
+ENDING = Layout(grid=("S..0",), objects=((1.0, 1.0, 0.0),), max_steps_in_episode=12)
+ENDLESS = Layout(grid=("S..0",), objects=((1.0, 0.0, 0.0),), max_steps_in_episode=1000)
+
+
+def test_es_fitness_scores_every_level_and_ranks_divergence_last(tiny_task):
+    levels = jax.tree.map(
+        lambda *xs: jnp.stack(xs), ENDING.to_params(4, 1), ENDLESS.to_params(4, 1)
+    )
+    member = tiny_task.init_params(jax.random.key(3))
+    # Member 1's objective outputs NaN targets, so its agents' params diverge.
+    population = jax.tree.map(lambda x: jnp.stack([x, x * jnp.nan]), member)
+    fitness, scores, level_scores = jax.jit(tiny_task.fitness_on_levels)(
+        population, jax.random.key(4), levels
+    )
+    fitness, scores = np.asarray(fitness), np.asarray(scores)
+    # A final return would be missing on the endless level; the reward rate is not.
+    assert np.all(np.isfinite(scores[0])), scores
+    np.testing.assert_allclose(fitness[0], scores[0].mean(), rtol=1e-6)
+    # Divergence is the worst outcome, not a skipped level: NaN scores, fitness -inf.
+    assert np.all(np.isnan(scores[1])), scores
+    assert fitness[1] == -np.inf
+    # Per level: the mean over the finite members, and the fraction that diverged.
+    np.testing.assert_allclose(level_scores["return"], scores[0], rtol=1e-6)
+    np.testing.assert_allclose(level_scores["diverged_fraction"], [0.5, 0.5])
+    # The ES counts the diverged member as non-finite and ranks it below the other.
+    es = make_es(ESConfig(population_size=2, sigma_init=0.1), member)
+    _, metrics = es.tell(es.init(jax.random.key(5), member), population, fitness)
+    assert int(metrics.num_nonfinite) == 1 and int(metrics.best_index) == 0
+    np.testing.assert_allclose(metrics.fitness_max, fitness[0], rtol=1e-6)
 
 
 def test_es_scores_curriculum_levels_by_algorithmic_regret():
@@ -110,7 +152,9 @@ def test_es_scores_curriculum_levels_by_algorithmic_regret():
         population, jax.random.key(7), levels
     )
     assert fitness.shape == (2,) and returns.shape == (2, 3)
-    assert set(scores) == {"return", "antagonist_return", "algorithmic_regret"}
+    assert set(scores) == {
+        "return", "diverged_fraction", "antagonist_return", "algorithmic_regret"
+    }
     for value in scores.values():
         assert value.shape == (3,) and np.all(np.isfinite(value))
     np.testing.assert_allclose(

@@ -46,7 +46,7 @@ def _score(levels) -> jax.Array:
 def test_contract_sample_update_stats_and_checkpoint(curriculum, tmp_path):
     state = curriculum.init()
     for generation in range(4):
-        batch = curriculum.sample(jax.random.key(generation), state, 6)
+        batch, state = curriculum.sample(jax.random.key(generation), state, 6)
         assert batch.slots.shape == (6,)
         assert jax.tree.leaves(batch.levels)[0].shape[0] == 6
         for index in range(6):
@@ -67,15 +67,24 @@ def test_contract_sample_update_stats_and_checkpoint(curriculum, tmp_path):
     )
 
 
-def test_plr_over_gridworlds_replays_high_scoring_levels_more():
-    config = CONFIGS["plr"]
-    curriculum = make_curriculum(config, SPACE.sample, SPACE)
+@pytest.fixture(scope="module")
+def full_plr_buffer():
+    """The PLR curriculum with its 16 slots filled by fresh levels scored 0..15."""
+    curriculum = make_curriculum(CONFIGS["plr"], SPACE.sample, SPACE)
     state = curriculum.init()
     fresh = jax.jit(jax.vmap(SPACE.sample))(jax.random.split(jax.random.key(0), 16))
     scores = jnp.arange(16, dtype=jnp.float32)
     new = LevelBatch(fresh, jnp.full(16, -1))
-    state = curriculum.update(state, new, scores, jnp.ones(16, bool))
-    batch = curriculum.sample(jax.random.key(1), state, 4000)
+    return curriculum, curriculum.update(state, new, scores, jnp.ones(16, bool))
+
+
+def test_plr_over_gridworlds_replays_high_scoring_levels_more(full_plr_buffer):
+    config = CONFIGS["plr"]
+    curriculum, state = full_plr_buffer
+    # 250 batches of 16 draws (a batch may not outnumber the 16 buffered levels).
+    keys = jax.random.split(jax.random.key(1), 250)
+    batch = jax.vmap(lambda key: curriculum.draw(key, state, 16))(keys)
+    batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     slots = np.asarray(batch.slots)
     replayed = slots[slots >= 0]
     assert abs(replayed.size / slots.size - 0.5) < 0.03
@@ -93,15 +102,58 @@ def test_plr_over_gridworlds_replays_high_scoring_levels_more():
 def test_domain_randomisation_ignores_scores():
     curriculum = make_curriculum(CONFIGS["dr"], SPACE.sample, SPACE)
     state = curriculum.init()
-    before = curriculum.sample(jax.random.key(2), state, 2000)
+    before, sampled = curriculum.sample(jax.random.key(2), state, 2000)
+    jax.tree.map(np.testing.assert_array_equal, sampled, state)  # sampling keeps no record
     # Scoring the small levels highly changes nothing: DR draws from the generator alone.
     scores = jnp.where(before.levels.height == 4, 100.0, -100.0)
     state = curriculum.update(state, before, scores, jnp.ones(2000, bool))
-    after = curriculum.sample(jax.random.key(2), state, 2000)
+    after, _ = curriculum.sample(jax.random.key(2), state, 2000)
     jax.tree.map(np.testing.assert_array_equal, before, after)
     share_small = float(np.mean(np.asarray(after.levels.height) == 4))
     assert abs(share_small - 0.5) < 0.04  # side U{4, 5} on 5x5 spaces
     assert np.all(np.asarray(after.slots) == -1)
+
+
+def test_plr_sampling_resets_the_staleness_of_replayed_levels(full_plr_buffer):
+    curriculum, state = full_plr_buffer
+    state = state.replace(visits=jnp.int32(40))  # 40 draws since the levels entered
+    batch, sampled = curriculum.sample(jax.random.key(3), state, 16)
+    slots = np.asarray(batch.slots)
+    replayed = slots[slots >= 0]
+    assert replayed.size > 0
+    # Every draw counts; each replayed level is fresh again, the others grew staler.
+    assert int(sampled.visits) == 56
+    staleness = np.asarray(sampled.visits - sampled.last_visit)
+    assert np.all(staleness[replayed] < 16)
+    others = np.setdiff1d(np.arange(16), replayed)
+    np.testing.assert_array_equal(staleness[others], 56)
+    # Scoring the replays afterwards leaves staleness as sampling set it.
+    scored = curriculum.update(sampled, batch, jnp.full(16, 20.0), jnp.asarray(slots >= 0))
+    np.testing.assert_array_equal(scored.scores[replayed], 20.0)
+    np.testing.assert_array_equal(scored.last_visit, sampled.last_visit)
+    assert int(scored.visits) == 56
+
+
+def test_plr_marks_only_the_draws_agents_started_on(full_plr_buffer):
+    # Meta-gradient training draws a level for every agent each step, but only the
+    # agents whose lifetime ended move to theirs: only those draws count as sampled.
+    curriculum, state = full_plr_buffer
+    batch = curriculum.draw(jax.random.key(4), state, 16)
+    slots = np.asarray(batch.slots)
+    assert np.any(slots >= 0) and np.any(slots < 0)
+    used = np.zeros(16, bool)
+    used[np.flatnonzero(slots >= 0)[:1]] = True  # one replayed draw was used
+    used[np.flatnonzero(slots < 0)[:1]] = True  # and one fresh one
+    after = curriculum.mark_sampled(state, batch, jnp.asarray(used))
+    assert int(after.visits) == 2
+    changed = np.flatnonzero(np.asarray(after.last_visit != state.last_visit))
+    np.testing.assert_array_equal(changed, slots[used & (slots >= 0)])
+    # With no draw used, nothing changes; DR and ALP-GMM keep no record at all.
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        curriculum.mark_sampled(state, batch, jnp.zeros(16, bool)),
+        state,
+    )
 
 
 def test_alp_gmm_needs_a_level_space():

@@ -11,7 +11,7 @@ import pytest
 from agents.lpg_agent import LPGAgentConfig, lifetime_final_return, make_lpg_agent
 from discovery.objective import ObjectiveConfig, make_objective
 from envs.gridworld import GridWorld, Layout
-from meta.metagrad import MetaGradConfig, make_meta_optimizer, make_metagrad
+from meta.metagrad import MetaGradConfig, make_metagrad
 
 # The agent starts on the left; the object three cells right pays 1 and ends the episode.
 CORRIDOR = Layout(grid=("S..0",), objects=((1.0, 1.0, 0.0),), max_steps_in_episode=12)
@@ -102,13 +102,22 @@ def test_meta_gradient_matches_finite_differences():
 
 
 def test_mixed_estimator_averages_the_k_step_losses(setup):
-    level, objective, agent, _, theta, state, _ = setup
-    mixed = make_metagrad(
-        MetaGradConfig(**{**CONFIG.__dict__, "estimator": "mixed"}), agent, lambda key: level
-    )
-    k_step_loss = float(jax.jit(lambda p, a: _build()[3].loss(p, a)[0])(theta, state.agents))
-    mixed_loss = float(jax.jit(lambda p, a: mixed.loss(p, a)[0])(theta, state.agents))
-    assert np.isfinite(mixed_loss) and mixed_loss != k_step_loss
+    # Bonnet et al.: the mixed estimator is the mean of the k-step meta-losses, k = 1..K.
+    # Large regularisers, so that each k-step loss's own regulariser counts too.
+    level, _, agent, _, theta, state, _ = setup
+    agents = jax.tree.map(lambda x: x[:2], state.agents)
+    config = MetaGradConfig(**{**CONFIG.__dict__, "pi_hat_l2": 2.0, "y_hat_l2": 3.0})
+
+    def meta_loss(**changes):
+        metagrad = make_metagrad(
+            MetaGradConfig(**{**config.__dict__, **changes}), agent, lambda key: level
+        )
+        return float(jax.jit(lambda p, a: metagrad.loss(p, a)[0])(theta, agents))
+
+    k_step = [meta_loss(unroll=k, estimator="k_step") for k in range(1, CONFIG.unroll + 1)]
+    mixed = meta_loss(estimator="mixed")
+    np.testing.assert_allclose(mixed, np.mean(k_step), rtol=1e-5)
+    assert abs(k_step[0] - k_step[-1]) > 1e-3 * abs(k_step[-1])  # the average is not trivial
 
 
 def test_critic_learns_from_fresh_experience(setup):
@@ -136,25 +145,71 @@ def test_critic_learns_from_fresh_experience(setup):
     assert moved_agents.sum() >= carried_on.sum() / 2, moved_agents
 
 
-def test_meta_gradient_is_clipped_before_adam():
+def test_meta_gradient_is_clipped_before_adam(setup, meta_grad):
     # GROOVE's code silently skips the clip with Adam; ours must apply it. Adam is
-    # invariant to one gradient's scale, so show it on two steps of different norms.
-    config = MetaGradConfig(max_grad_norm=1.0, num_agents=2, num_minibatches=1)
-    params = {"w": jnp.zeros(3)}
-    big, small = {"w": jnp.array([300.0, 0.0, 400.0])}, {"w": jnp.array([1.0, 1.0, -1.0])}
+    # invariant to one gradient's scale, so take two meta-steps: a huge gradient (an
+    # enormous pi_hat head makes the pi_hat regulariser's gradient huge), then the
+    # natural one, and check the second step Adam applies after the clip.
+    _, _, _, _, theta, state, step = setup
+    grad_fn, natural = meta_grad
+    huge_params = jax.tree.map(lambda x: x, theta)
+    huge_params["params"]["pi_head"] = jax.tree.map(
+        lambda x: 1e5 * x, theta["params"]["pi_head"]
+    )
+    huge = grad_fn(huge_params, state.agents)
+    assert float(optax.global_norm(huge)) > 1e3 * CONFIG.max_grad_norm
+    assert float(optax.global_norm(natural)) < CONFIG.max_grad_norm  # not clipped
+    first, metrics = step(state.replace(params=huge_params))
+    np.testing.assert_allclose(metrics["grad_norm"], optax.global_norm(huge), rtol=1e-3)
+    # The same agents and params as `natural` was taken at, after the huge step's Adam.
+    second, _ = step(state.replace(opt_state=first.opt_state))
+    applied = jax.tree.map(lambda new, old: new - old, second.params, theta)
 
-    def two_steps(optimizer, g1, g2):
-        state = optimizer.init(params)
-        _, state = optimizer.update(g1, state, params)
-        updates, _ = optimizer.update(g2, state, params)
-        return updates["w"]
+    def adam_second_update(first_grad):
+        adam = optax.adam(CONFIG.lr)
+        _, adam_state = adam.update(first_grad, adam.init(theta), theta)
+        return adam.update(natural, adam_state, theta)[0]
 
-    ours = two_steps(make_meta_optimizer(config), big, small)
-    clip = lambda g: {"w": g["w"] / max(1.0, float(jnp.linalg.norm(g["w"])))}
-    expected = two_steps(optax.adam(config.lr), clip(big), clip(small))
-    unclipped = two_steps(optax.adam(config.lr), big, small)
-    np.testing.assert_allclose(ours, expected, rtol=1e-5)
-    assert not np.allclose(ours, unclipped, rtol=1e-2)
+    norm = float(optax.global_norm(huge))
+    clipped = jax.tree.map(lambda g: g * CONFIG.max_grad_norm / norm, huge)
+    expected, unclipped = adam_second_update(clipped), adam_second_update(huge)
+    for a, b in zip(jax.tree.leaves(applied), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * CONFIG.lr)
+    # Without the clip, the huge gradient would have stalled Adam's second step.
+    gap = max(float(np.max(np.abs(b - c))) for b, c in zip(
+        jax.tree.leaves(expected), jax.tree.leaves(unclipped)))
+    assert gap > 0.1 * CONFIG.lr
+
+
+# One step right of the start is floor, the next holds an object that pays 1 and ends
+# the episode; episodes time out (return 0) after 3 steps. A single episode returns 0 or
+# 1, while an update's mean over its episodes is a fraction in between.
+SHORT = Layout(grid=("S.0.",), objects=((1.0, 1.0, 0.0),), max_steps_in_episode=3)
+
+
+def test_max_mc_uses_the_highest_single_episode_return(setup):
+    # Robust PLR (Jiang et al., 2021): MaxMC = mean over the level's steps of (highest
+    # single-episode return seen on the level - V(s)); not the best per-update mean.
+    _, _, _, metagrad, theta, _, step = setup
+    levels = jax.tree.map(
+        lambda x: jnp.stack([x] * CONFIG.num_agents), SHORT.to_params(4, 1)
+    )
+    state = metagrad.init(jax.random.key(6), theta, levels)
+    # Updates 17 and 18 of 20: the second is in the scored window (the last 2 updates),
+    # and no agent finishes (the records stay readable).
+    state = state.replace(agents=state.agents.replace(
+        update_idx=jnp.full(CONFIG.num_agents, 17, jnp.int32)
+    ))
+    new_state, metrics = step(state)
+    records = new_state.records
+    np.testing.assert_array_equal(new_state.agents.update_idx, 19)
+    best = np.asarray(records.best_return)
+    assert set(best.tolist()) <= {0.0, 1.0}, best  # single episodes' returns, not means
+    assert best.sum() >= CONFIG.num_agents / 2, best
+    assert 0 < float(metrics["episode_return"]) < 0.8  # an update's mean is a fraction
+    # The critics were fresh (V = 0) when the window's rollout was scored.
+    np.testing.assert_array_equal(records.max_mc_updates, 1)
+    np.testing.assert_allclose(records.max_mc_sum, best, atol=1e-6)
 
 
 def test_a_broken_agent_never_corrupts_the_objective(setup):

@@ -52,6 +52,20 @@ def jit_sample(config: PLRConfig, n: int):
     )
 
 
+@functools.lru_cache
+def jit_many_draws(config: PLRConfig, n: int):
+    """Batches of ``n`` draws from one buffer, one batch per key (compiled once)."""
+    draw = functools.partial(plr.draw, config, n=n, sample_new_level=new_level)
+    return jax.jit(jax.vmap(draw, in_axes=(0, None)))
+
+
+def many_draws(config: PLRConfig, state: PLRState, n: int, batches: int, seed: int = 0):
+    """``batches`` independent batches of ``n`` draws from the same buffer, flattened."""
+    keys = jax.random.split(jax.random.key(seed), batches)
+    levels, slots = jit_many_draws(config, n)(keys, state)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), levels), slots.reshape(-1)
+
+
 def add(config, state, xs, scores, slots=None, valid=None):
     """Score levels {"x": xs[i]} (fresh unless ``slots`` says otherwise)."""
     n = len(xs)
@@ -70,13 +84,17 @@ def test_defaults_are_groove():
     assert config.replay_prob == 0.5
     assert config.prioritization == "rank"
     assert config.temperature == 1.0
-    assert config.min_filled == 1
+    assert config.min_fill == 0.0
+    # GROOVE's 512 agents: replay once 512 levels are buffered; never from one level.
+    assert config.replay_threshold(512) == 512
+    assert config.replay_threshold(1) == 2
 
 
 @pytest.mark.parametrize(
     "kwargs, field",
     [
         ({"buffer_size": 0}, "buffer_size"),
+        ({"buffer_size": 1}, "buffer_size"),  # replay needs two levels to choose from
         ({"buffer_size": 8.0}, "buffer_size"),
         ({"buffer_size": True}, "buffer_size"),
         ({"replay_prob": 1.5}, "replay_prob"),
@@ -97,7 +115,7 @@ def test_config_rejects_bad_values(kwargs, field):
 def test_config_metadata_checked_by_config_loader():
     from discovery.config import ConfigError, from_dict
 
-    assert from_dict(PLRConfig, {"buffer_size": 8, "min_fill": 0.5}).min_filled == 4
+    assert from_dict(PLRConfig, {"buffer_size": 8, "min_fill": 0.5}).replay_threshold(1) == 4
     with pytest.raises(ConfigError, match="replay_prob"):
         from_dict(PLRConfig, {"replay_prob": 2.0})
 
@@ -182,13 +200,13 @@ def test_sampled_slots_follow_replay_distribution():
     scores = [0.3, 2.0, -1.0, 5.0, 0.9, 1.5, 0.0, 4.0]
     state = buffer_state(scores, last_visit=[0, 10, 3, 12, 7, 11, 2, 12], visits=12)
     expected = np.asarray(jit_distribution(config)(state))
-    n = 40_000
-    levels, slots = jit_sample(config, n)(jax.random.key(0), state=state)
-    chex.assert_shape(slots, (n,))
+    n = 8  # a full buffer of 8 may replay batches of up to 8 draws
+    levels, slots = many_draws(config, state, n, batches=5000)
+    chex.assert_shape(slots, (40_000,))
     assert slots.dtype == jnp.int32
     slots = np.asarray(slots)
     replayed = slots >= 0
-    # Replay fraction: standard error 0.0025 at n = 40000.
+    # Replay fraction: standard error 0.0025 at 40000 draws.
     assert abs(replayed.mean() - 0.5) < 0.015
     freq = np.bincount(slots[replayed], minlength=8) / replayed.sum()
     # Standard error <= 0.0035 per slot at ~20000 replays; uniform sampling (0.125
@@ -201,37 +219,117 @@ def test_sampled_slots_follow_replay_distribution():
     assert np.all((x[~replayed] >= 100.0) & (x[~replayed] < 101.0))
 
 
-def test_no_replay_before_min_fill():
-    config = PLRConfig(buffer_size=8, replay_prob=1.0, min_fill=0.5)
-    assert config.min_filled == 4
-    sample = jit_sample(config, 64)
-    three = buffer_state([1.0] * 8, filled=[True] * 3 + [False] * 5)
-    _, slots = sample(jax.random.key(1), state=three)
-    np.testing.assert_array_equal(slots, -1)
-    four = buffer_state([1.0] * 8, filled=[True] * 4 + [False] * 4)
-    _, slots = sample(jax.random.key(1), state=four)
-    assert np.all((slots >= 0) & (slots < 4))
-    # An empty buffer never replays, even with min_fill 0.
-    empty_config = PLRConfig(buffer_size=8, replay_prob=1.0)
-    levels, slots = jit_sample(empty_config, 16)(
-        jax.random.key(2), state=plr.init(empty_config, EXAMPLE)
-    )
+@pytest.mark.parametrize(
+    "buffer_size, min_fill, n, threshold",
+    [(8, 0.0, 3, 3), (8, 0.0, 1, 2), (8, 0.5, 1, 4), (8, 0.5, 6, 6), (2, 0.0, 1, 2)],
+)
+def test_replay_threshold_is_batch_size_or_fill_fraction_never_one_level(
+    buffer_size, min_fill, n, threshold
+):
+    assert PLRConfig(buffer_size=buffer_size, min_fill=min_fill).replay_threshold(n) == threshold
+
+
+@pytest.mark.parametrize("min_fill, n", [(0.0, 3), (0.5, 1), (0.5, 3), (0.0, 1)])
+def test_no_replay_before_the_buffer_holds_the_threshold(min_fill, n):
+    config = PLRConfig(buffer_size=8, replay_prob=1.0, min_fill=min_fill)
+    threshold = config.replay_threshold(n)  # 3, 4, 4, 2
+    draws = 256 // n
+    for filled in range(9):
+        state = buffer_state([1.0] * 8, filled=[True] * filled + [False] * (8 - filled))
+        _, slots = many_draws(config, state, n, batches=draws, seed=filled)
+        slots = np.asarray(slots)
+        if filled < threshold:
+            np.testing.assert_array_equal(slots, -1, err_msg=f"replayed with {filled} filled")
+        else:  # replay_prob 1: every draw replays a filled slot
+            assert np.all((slots >= 0) & (slots < filled)), filled
+
+
+def test_a_one_level_buffer_never_replays():
+    # A batch of one draw from a buffer holding one level: "prioritised" replay would
+    # hand that level back every time.
+    config = PLRConfig(buffer_size=4, replay_prob=1.0)
+    state = add(config, plr.init(config, EXAMPLE), [7.0], [1.0])
+    assert int(jnp.sum(state.filled)) == 1
+    levels, slots = many_draws(config, state, 1, batches=64)
     np.testing.assert_array_equal(slots, -1)
     assert np.all(np.asarray(levels["x"]) >= 100.0)
 
 
-def test_staleness_grows_until_the_level_is_scored_again():
+def test_batches_larger_than_the_buffer_are_refused():
+    config = PLRConfig(buffer_size=8)
+    with pytest.raises(ValueError, match="n=9.*buffer_size=8"):
+        plr.draw(config, jax.random.key(0), plr.init(config, EXAMPLE), 9, new_level)
+
+
+def test_sampling_resets_staleness_of_replayed_slots_scoring_does_not():
+    config = PLRConfig(buffer_size=4, replay_prob=1.0, staleness_coef=0.5)
+    last_visit = np.array([4, 9, 1, 7])
+    state = buffer_state([1.0, 3.0, 0.5, 2.0], last_visit=last_visit, visits=10)
+    n = 4
+    levels, slots, sampled = jit_sample(config, n)(jax.random.key(3), state=state)
+    slots = np.asarray(slots)
+    assert np.all(slots >= 0)  # replay_prob 1 and a full buffer: every draw replays
+    # c advanced once per draw; a drawn slot's C_i is c just after its last draw.
+    assert int(sampled.visits) == 10 + n
+    expected = last_visit.copy()
+    for index, slot in enumerate(slots):
+        expected[slot] = 10 + index + 1
+    np.testing.assert_array_equal(sampled.last_visit, expected)
+    staleness = np.asarray(sampled.visits - sampled.last_visit)
+    assert staleness[slots[-1]] == 0
+    undrawn = np.setdiff1d(np.arange(4), slots)
+    np.testing.assert_array_equal(staleness[undrawn], 14 - last_visit[undrawn])
+    # Sampling leaves scores and levels alone.
+    chex.assert_trees_all_equal(sampled.scores, state.scores)
+    chex.assert_trees_all_equal(sampled.levels, state.levels)
+
+    # Scoring the replays replaces the scores but leaves staleness as sampling set it.
+    scores = jnp.arange(n, dtype=jnp.float32) + 10.0
+    scored = jit_update(config)(sampled, levels, jnp.asarray(slots), scores, jnp.ones(n, bool))
+    np.testing.assert_array_equal(scored.last_visit, sampled.last_visit)
+    assert int(scored.visits) == int(sampled.visits)
+    for index, slot in enumerate(slots):
+        if index == max(i for i, s in enumerate(slots) if s == slot):
+            assert float(scored.scores[slot]) == float(scores[index])
+    # And scoring a level that was never sampled again does not make it fresh.
+    rescored = add(config, state, [2.0], [9.0], slots=[2])
+    np.testing.assert_array_equal(rescored.last_visit, state.last_visit)
+    assert int(rescored.visits) == 10
+
+
+def test_mark_sampled_counts_only_the_draws_agents_started_on():
+    state = buffer_state([1.0, 2.0, 3.0, 4.0], last_visit=[1, 2, 3, 4], visits=5)
+    mark = jax.jit(plr.mark_sampled)
+    # Draws: slot 2, fresh, slot 0, slot 3; only the first two and the last were used.
+    after = mark(state, jnp.array([2, -1, 0, 3]), jnp.array([True, True, False, True]))
+    assert int(after.visits) == 8
+    np.testing.assert_array_equal(after.last_visit, [1, 2, 6, 8])
+    # No draw used: nothing changes.
+    chex.assert_trees_all_equal(mark(state, jnp.array([2, 0]), jnp.zeros(2, bool)), state)
+    # The same slot drawn twice keeps the later count.
+    twice = mark(state, jnp.array([1, -1, 1]), jnp.ones(3, bool))
+    np.testing.assert_array_equal(twice.last_visit, [1, 8, 3, 4])
+
+
+def test_staleness_grows_until_the_level_is_sampled_again():
     config = PLRConfig(buffer_size=4, staleness_coef=0.5)
     state = plr.init(config, EXAMPLE)
     state = add(config, state, [0.0, 1.0, 2.0, 3.0], [0.1, 1.0, 2.0, 3.0])
+    # Entering the buffer counts as just played: nothing is stale yet.
+    np.testing.assert_array_equal(state.visits - state.last_visit, 0)
     distribution = jit_distribution(config)
+    mark = jax.jit(plr.mark_sampled)
     probs = [float(distribution(state)[0])]
-    for _ in range(5):  # score slots 1..3 again, never slot 0
+    for _ in range(5):  # replay slots 1..3 (and score them), never slot 0
+        state = mark(state, jnp.array([1, 2, 3]))
         state = add(config, state, [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], slots=[1, 2, 3])
         probs.append(float(distribution(state)[0]))
     assert all(b > a for a, b in zip(probs, probs[1:])), probs
-    assert int(state.visits - state.last_visit[0]) == 18
+    assert int(state.visits - state.last_visit[0]) == 15
+    # Scoring slot 0 again does not reset it; sampling it does.
     state = add(config, state, [0.0], [0.1], slots=[0])
+    assert int(state.visits - state.last_visit[0]) == 15
+    state = mark(state, jnp.array([0]))
     assert int(state.visits - state.last_visit[0]) == 0
     assert float(distribution(state)[0]) < probs[0]
 
@@ -240,17 +338,20 @@ def test_staleness_grows_until_the_level_is_scored_again():
 
 
 def full_buffer(config):
+    """Levels 1..4 with scores 0.5, 2, 1, 3, all entered at c = 0; then 10 draws made."""
     state = plr.init(config, EXAMPLE)
-    return add(config, state, [1.0, 2.0, 3.0, 4.0], [0.5, 2.0, 1.0, 3.0])
+    state = add(config, state, [1.0, 2.0, 3.0, 4.0], [0.5, 2.0, 1.0, 3.0])
+    return state.replace(visits=jnp.int32(10))
 
 
 def test_new_levels_fill_empty_slots_in_order():
     config = PLRConfig(buffer_size=4)
-    state = full_buffer(config)
+    state = add(config, plr.init(config, EXAMPLE), [1.0, 2.0, 3.0, 4.0], [0.5, 2.0, 1.0, 3.0])
     chex.assert_trees_all_equal(state.levels["x"], jnp.array([1.0, 2.0, 3.0, 4.0]))
     chex.assert_trees_all_equal(state.scores, jnp.array([0.5, 2.0, 1.0, 3.0]))
-    chex.assert_trees_all_equal(state.last_visit, jnp.array([1, 2, 3, 4], jnp.int32))
-    assert bool(jnp.all(state.filled)) and int(state.visits) == 4
+    # Scoring counts no draws: c stays 0, and every level enters with C_i = c.
+    chex.assert_trees_all_equal(state.last_visit, jnp.zeros(4, jnp.int32))
+    assert bool(jnp.all(state.filled)) and int(state.visits) == 0
 
 
 def test_higher_score_replaces_the_minimum_lower_is_dropped():
@@ -259,11 +360,12 @@ def test_higher_score_replaces_the_minimum_lower_is_dropped():
     higher = add(config, state, [10.0], [0.7])
     chex.assert_trees_all_equal(higher.levels["x"], jnp.array([10.0, 2.0, 3.0, 4.0]))
     chex.assert_trees_all_equal(higher.scores, jnp.array([0.7, 2.0, 1.0, 3.0]))
-    assert int(higher.last_visit[0]) == 5 and int(higher.visits) == 5
+    # The new level enters with staleness 0 (C_i = c = 10); c itself is unchanged.
+    chex.assert_trees_all_equal(higher.last_visit, jnp.array([10, 0, 0, 0], jnp.int32))
+    assert int(higher.visits) == 10
     for score in (0.1, 0.5):  # below, and equal to, the minimum
         dropped = add(config, state, [11.0], [score])
-        chex.assert_trees_all_equal(dropped.replace(visits=state.visits), state)
-        assert int(dropped.visits) == 5
+        chex.assert_trees_all_equal(dropped, state)
 
 
 def test_invalid_entries_and_nonfinite_scores_change_nothing():
@@ -287,8 +389,8 @@ def test_several_new_levels_are_inserted_in_order():
     after = add(config, state, [10.0, 11.0, 12.0], [1.5, 1.2, 1.1])
     chex.assert_trees_all_equal(after.levels["x"], jnp.array([10.0, 2.0, 11.0, 4.0]))
     chex.assert_trees_all_equal(after.scores, jnp.array([1.5, 2.0, 1.2, 3.0]))
-    chex.assert_trees_all_equal(after.last_visit, jnp.array([5, 2, 6, 4], jnp.int32))
-    assert int(after.visits) == 7
+    chex.assert_trees_all_equal(after.last_visit, jnp.array([10, 0, 10, 0], jnp.int32))
+    assert int(after.visits) == 10
     # Two empty slots, three new levels: slots 2 and 3 in order, then the minimum.
     partial = add(config, plr.init(config, EXAMPLE), [1.0, 2.0], [0.5, 2.0])
     after = add(config, partial, [10.0, 11.0, 12.0], [0.6, 0.7, 0.4])
@@ -298,13 +400,14 @@ def test_several_new_levels_are_inserted_in_order():
     chex.assert_trees_all_equal(after.levels["x"], jnp.array([12.0, 2.0, 10.0, 11.0]))
 
 
-def test_replayed_level_gets_its_score_and_visit_replaced():
+def test_replayed_level_gets_its_score_replaced_and_keeps_its_staleness():
     config = PLRConfig(buffer_size=4)
     state = full_buffer(config)
     after = add(config, state, [3.0], [-2.0], slots=[2])
     chex.assert_trees_all_equal(after.scores, jnp.array([0.5, 2.0, -2.0, 3.0]))
-    chex.assert_trees_all_equal(after.last_visit, jnp.array([1, 2, 5, 4], jnp.int32))
+    chex.assert_trees_all_equal(after.last_visit, state.last_visit)
     chex.assert_trees_all_equal(after.levels, state.levels)
+    assert int(after.visits) == 10
 
 
 def test_replayed_level_evicted_in_the_same_update_competes_as_new():
@@ -360,11 +463,12 @@ def test_curriculum_loop_under_jit_and_state_round_trip():
     config = PLRConfig(buffer_size=16, replay_prob=0.5, min_fill=0.25)
     example = toy_level(jax.random.key(0))
     n = 8
+    assert config.replay_threshold(n) == 8  # the batch size beats 0.25 * 16
 
     @jax.jit
     @chex.assert_max_traces(n=1)
     def generation(state: PLRState, key: jax.Array) -> tuple[PLRState, jax.Array]:
-        levels, slots = plr.sample(config, key, state, n, toy_level)
+        levels, slots, state = plr.sample(config, key, state, n, toy_level)
         scores = levels.size + levels.goal.sum(-1)  # a stand-in for regret
         valid = jnp.arange(n) < n - 1  # one agent per generation "diverged"
         state = plr.update(config, state, levels, slots, scores, valid)
@@ -373,13 +477,16 @@ def test_curriculum_loop_under_jit_and_state_round_trip():
     state = plr.init(config, example)
     chex.assert_shape(state.levels.goal, (16, 2))
     assert state.levels.slippery.dtype == jnp.bool_
-    replays = []
+    replays, filled_before = [], []
     for key in jax.random.split(jax.random.key(1), 6):
+        filled_before.append(int(jnp.sum(state.filled)))
         state, replayed = generation(state, key)
         replays.append(int(replayed))
-    assert int(state.visits) == 6 * (n - 1)
+    assert int(state.visits) == 6 * n  # every draw counts, replayed or fresh
     assert bool(jnp.all(state.filled))
-    assert replays[0] == 0 and sum(replays) > 0
+    # 7 levels enter per generation: none is replayed until 8 are buffered.
+    assert filled_before[:3] == [0, 7, 14]
+    assert replays[0] == replays[1] == 0 and sum(replays) > 0
     # Every buffered level scores what the stand-in regret says it should.
     np.testing.assert_allclose(
         state.scores, state.levels.size + state.levels.goal.sum(-1), rtol=1e-6
