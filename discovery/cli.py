@@ -3,13 +3,18 @@ interpret, envs.
 
 Each command turns flags into a validated config (``discovery.config``), calls a plain
 function, and writes its results under ``<runs-dir>/<name>/``. Bad input exits with
-status 2 and a message naming the field, the value and what is allowed.
+status 2 and one line naming the field (or flag), the value and what is allowed, before
+any compute: configs, env names, run names, the output folder and a lower bound of the
+run's memory are all checked first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,13 +27,139 @@ from discovery.config import ConfigError, config_component, load_config, save_co
 
 DEFAULT_RUNS_DIR = "runs"
 
+#: A run name is one folder under --runs-dir: no separators, no "..", not absolute.
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_RUN_NAME_RULE = (
+    "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 200 "
+    "characters (one folder under --runs-dir)"
+)
+
 
 def _check_env(name: str, field: str) -> None:
     """Fail fast, naming the config field, on an environment name ``envs.make`` rejects."""
     try:
-        envs.make(name)
+        _OBS_SIZES[name] = _observation_floats(*envs.make(name))
     except ValueError as error:
-        raise ConfigError(f"{field}: {error}", field=field) from None
+        # envs.make lists every known name on further lines; keep the message one line.
+        first, newline, _ = str(error).partition("\n")
+        if newline:
+            first = (first.removesuffix("Known environments:").rstrip()
+                     + " Allowed: a name `discover envs` lists.")
+        raise ConfigError(f"{field}: {first}", field=field) from None
+
+
+def _check_run_name(name: str, field: str) -> None:
+    """A run name must be one plain folder name: ``../x``, ``a/b`` and ``/abs`` are refused."""
+    if not _RUN_NAME.fullmatch(name):
+        raise ConfigError(f"{field}: run name {name!r} is not allowed; allowed: {_RUN_NAME_RULE}",
+                          field=field)
+
+
+def _run_dir(runs_dir: str, name: str, name_field: str) -> Path:
+    """``<runs_dir>/<name>``, checked before anything runs: the name is one folder, and the
+    folder exists as a writable directory or can be created (nothing is written here)."""
+    _check_run_name(name, name_field)
+    root = Path(runs_dir).expanduser()
+    run_dir = root / name
+    if os.path.lexists(run_dir) and not run_dir.is_dir():
+        raise ConfigError(f"{name_field}: {run_dir} exists and is not a folder; allowed: a new "
+                          "or existing run folder", field=name_field)
+    existing = next(p for p in (run_dir, root, *root.absolute().parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise ConfigError(
+            f"--runs-dir: {runs_dir!r} cannot hold run folders: {existing} is a file, not a "
+            "folder; allowed: an existing or creatable folder", field="runs_dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--runs-dir: {runs_dir!r} is not writable ({existing}: permission denied); "
+            "allowed: a folder you can write to", field="runs_dir")
+    return run_dir
+
+
+# --------------------------------------------------------------------------- memory
+
+#: float32 values a rollout buffer keeps per transition beyond the observations (obs and
+#: next obs): action, log-prob, value, reward, terminated, truncated, advantage, target.
+_SCALARS_PER_TRANSITION = 8
+
+
+#: Floats per observation of the envs ``_check_env`` made (so they are made only once).
+_OBS_SIZES: dict[str, int] = {}
+
+
+def _observation_floats(env: Any, env_params: Any) -> int:
+    """Floats in one observation (1 when the env cannot say: this is only an estimate)."""
+    try:
+        return max(1, math.prod(env.observation_space(env_params).shape))
+    except Exception:
+        return 1
+
+
+def _obs_size(name: str) -> int:
+    """Floats in one observation of env ``name``."""
+    if name not in _OBS_SIZES:
+        _OBS_SIZES[name] = _observation_floats(*envs.make(name))
+    return _OBS_SIZES[name]
+
+
+def _rollout_bytes(agents: int, ppo: Any, obs_size: int) -> int:
+    """Bytes of the rollout buffers of ``agents`` PPO agents trained at once: per agent,
+    ``num_envs x num_steps`` transitions of ``2 x obs_size + 8`` float32 values.
+
+    A lower bound of the run's memory (parameters, optimiser state, minibatch copies and
+    XLA's temporaries come on top), so a run above it clearly cannot fit.
+    """
+    floats = 2 * obs_size + _SCALARS_PER_TRANSITION
+    return agents * ppo.num_envs * ppo.num_steps * floats * 4
+
+
+def _machine_memory() -> int | None:
+    """Total physical memory in bytes (``os.sysconf``), None where it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(needed: int, what: str, lower: str) -> None:
+    """Refuse a run whose rollout buffers alone (``needed`` bytes) exceed the machine."""
+    total = _machine_memory()
+    if total is None or needed <= total:
+        return
+    raise ConfigError(
+        f"memory: this run needs at least {needed / 2**30:,.1f} GiB for {what}, more than "
+        f"this machine's {total / 2**30:,.1f} GiB; allowed: a run that fits, so lower {lower}",
+        field="memory",
+    )
+
+
+def _ppo_memory(agents: int, ppo: Any, env_names: Sequence[str], agents_text: str,
+                lower: str, together: bool = True) -> None:
+    """Check the rollout buffers of ``agents`` agents on each env: summed when the envs
+    run in one program (``together``), else the largest."""
+    sizes = [_rollout_bytes(agents, ppo, _obs_size(name)) for name in env_names]
+    needed = sum(sizes) if together else max(sizes)
+    what = (f"rollout buffers ({agents_text} x num_envs {ppo.num_envs} x num_steps "
+            f"{ppo.num_steps} x (2 x observation + {_SCALARS_PER_TRANSITION}) float32)")
+    _check_memory(needed, what, lower)
+
+
+# --------------------------------------------------------------------------- flags
+
+
+def _load_with_flags(cls: Any, config_path: str | None, overrides: list[str],
+                     flags: dict[str, str]) -> Any:
+    """``load_config`` where some overrides come from flags (``{override: "--flag value"}``):
+    an error about one names the flag as its source."""
+    try:
+        return load_config(cls, config_path, overrides)
+    except ConfigError as error:
+        message = str(error)
+        for override, flag in flags.items():
+            message = message.replace(f"override {override!r}", flag)
+        if message == str(error):
+            raise
+        raise ConfigError(message, field=error.field, source=error.source) from None
 
 
 def _check_level_source(name: str, field: str) -> None:
@@ -47,7 +178,10 @@ def _check_level_source(name: str, field: str) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where run folders go")
-    parser.add_argument("--name", default=None, help="run name (folder under --runs-dir)")
+    parser.add_argument(
+        "--name", default=None,
+        help="run name (one folder under --runs-dir: letters, digits, '.', '_', '-')",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -65,6 +199,13 @@ def _add_tracking(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--wandb-mode", default=None, help="wandb mode (default offline: no network needed)"
+    )
+
+
+def _add_overwrite_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="delete what the run folder holds and start over (instead of --resume)",
     )
 
 
@@ -92,10 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML config: a drift run, or an objective run (top-level `component: objective`)",
     )
     meta.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    _add_overwrite_run(meta)
     _add_common(meta)
     _add_tracking(meta)
 
     demo = sub.add_parser("demo", help="the small default meta-training run (CPU, minutes)")
+    _add_overwrite_run(demo)
     _add_common(demo)
     _add_tracking(demo)
 
@@ -143,17 +286,32 @@ def _train(args: argparse.Namespace) -> int:
     from discovery.train import TrainConfig, train_seeds, write_train_metrics
 
     overrides = list(args.overrides)
+    flags: dict[str, str] = {}
     for flag, field_name in (("env", "env"), ("drift", "drift"), ("seeds", "seeds"),
                              ("seed", "seed"), ("total_steps", "ppo.total_timesteps")):
         value = getattr(args, flag)
         if value is not None:
-            if flag == "total_steps":
-                value = int(value)
-            overrides.append(f"{field_name}={value}")
-    config = load_config(TrainConfig, args.config, overrides)
-    _check_env(config.env, "env")
-    name = args.name or config.run_name()
-    run_dir = Path(args.runs_dir) / name
+            if flag == "total_steps" and not math.isfinite(value):
+                raise ConfigError(
+                    f"--total-steps: got {value}; allowed: a whole number of env steps per "
+                    "seed (ppo.total_timesteps), from num_envs x num_steps to 1e10",
+                    field="ppo.total_timesteps",
+                )
+            text = repr(value) if flag == "total_steps" else str(value)
+            override = f"{field_name}={text}"
+            overrides.append(override)
+            flags[override] = f"--{flag.replace('_', '-')} {value}"
+    config = _load_with_flags(TrainConfig, args.config, overrides, flags)
+    _check_env(config.env, f"--env {args.env}" if args.env else "env")
+    if args.name:
+        name, name_field = args.name, "--name"
+    elif config.name:
+        name, name_field = config.name, "name"
+    else:
+        name, name_field = config.run_name().replace("/", "-"), "name"
+    run_dir = _run_dir(args.runs_dir, name, name_field)
+    _ppo_memory(config.seeds, config.ppo, [config.env], f"seeds {config.seeds}",
+                "seeds, ppo.num_envs or ppo.num_steps")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
 
@@ -167,7 +325,10 @@ def _train(args: argparse.Namespace) -> int:
     )
     import time
 
+    import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from discovery.files import write_json
 
     progress = Progress(
         TextColumn("updates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -190,23 +351,28 @@ def _train(args: argparse.Namespace) -> int:
             tracker.log(record["update"], record)
     plot_learning_curve(
         result.env_steps,
-        result.metrics["episode_return"],
+        result.metrics["latest_return"],
         run_dir / "learning_curve.png",
         title=f"{config.env}, drift={config.drift}",
     )
     finals = result.final_returns()
+    finite = np.isfinite(finals)
     total_steps = config.seeds * ppo.num_updates * ppo.steps_per_update
     summary = {
         "env": config.env,
         "drift": config.drift,
-        "final_return_per_seed": [float(x) for x in finals],
-        "final_return_mean": float(finals.mean()),
+        "final_return_per_seed": finals,
+        "final_return_mean": float(finals[finite].mean()) if finite.any() else None,
+        "seeds": int(finite.sum()),
+        "diverged_seeds": int((~finite).sum()),
         "wall_time_s": elapsed,
         "env_steps_per_s": total_steps / elapsed,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(run_dir / "summary.json", summary)
+    mean = "n/a" if summary["final_return_mean"] is None else f"{summary['final_return_mean']:.1f}"
+    diverged = f", {summary['diverged_seeds']} diverged" if summary["diverged_seeds"] else ""
     console.print(
-        f"final return {finals.mean():.1f} (per seed: "
+        f"final return {mean} over {summary['seeds']} seeds{diverged} (per seed: "
         + ", ".join(f"{x:.1f}" for x in finals)
         + f"); {elapsed:.1f} s, {summary['env_steps_per_s']:,.0f} env steps/s (compile included)"
     )
@@ -216,6 +382,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
     resume = getattr(args, "resume", False)
+    overwrite = getattr(args, "overwrite", False)
+    name_field = "--name" if args.name else "name"
     if config_component(config_path, args.overrides) == "objective":
         from meta.objective_loop import ObjectiveMetaTrainConfig
 
@@ -226,9 +394,10 @@ def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
             _check_level_source(name, f"levels.train[{index}]")
         from discovery.objective_run import run_objective_meta_training
 
-        run_dir = Path(args.runs_dir) / config.name
+        run_dir = _run_dir(args.runs_dir, config.name, name_field)
+        plan = _prepare_run_folder(run_dir, config, resume, overwrite)
         with _tracker(args, run_dir, config) as tracker:
-            run_objective_meta_training(config, run_dir, resume=resume, tracker=tracker)
+            run_objective_meta_training(config, run_dir, tracker=tracker, plan=plan)
         return 0
 
     from meta.loop import MetaTrainConfig
@@ -238,12 +407,27 @@ def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
         config = replace(config, name=args.name)
     for index, name in enumerate(config.task.envs):
         _check_env(name, f"task.envs[{index}]")
+    run_dir = _run_dir(args.runs_dir, config.name, name_field)
+    task, population = config.task, config.es.population_size
+    _ppo_memory(
+        max(population * task.seeds, task.baseline_seeds), task.ppo, task.envs,
+        f"es.population_size {population} x task.seeds {task.seeds}",
+        "es.population_size, task.seeds, task.ppo.num_envs or task.ppo.num_steps",
+    )
     from discovery.meta_run import run_meta_training
 
-    run_dir = Path(args.runs_dir) / config.name
+    plan = _prepare_run_folder(run_dir, config, resume, overwrite)
     with _tracker(args, run_dir, config) as tracker:
-        run_meta_training(config, run_dir, resume=resume, tracker=tracker)
+        run_meta_training(config, run_dir, tracker=tracker, plan=plan)
     return 0
+
+
+def _prepare_run_folder(run_dir: Path, config: Any, resume: bool, overwrite: bool) -> Any:
+    """Check the run folder (and, with --overwrite, clear it) before a tracker writes to it."""
+    from discovery.config import to_dict
+    from discovery.run_folder import prepare_run_folder
+
+    return prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite)
 
 
 def _tracker(args: argparse.Namespace, run_dir: Path, config: Any) -> Any:
@@ -278,11 +462,46 @@ def _evaluate(args: argparse.Namespace) -> int:
         source="command line",
     )
     name = args.name or "evaluate-" + Path(args.ref.removeprefix("zoo:")).name
-    out_dir = Path(args.runs_dir) / name
-    report = run_evaluate(args.ref, config, out_dir, args.overrides)
+    out_dir = _run_dir(args.runs_dir, name, "--name" if args.name else "--name (default)")
+    from discovery.zoo import load
+
+    # Everything is checked before the first agent trains: the output folder (above), the
+    # component, every env name and the memory of the largest training program.
+    entry = load(args.ref)
+    _check_evaluation(entry, config, args.overrides)
+    report = run_evaluate(args.ref, config, out_dir, args.overrides, load=lambda ref: entry)
     print((out_dir / "results.md").read_text())
     print(f"wrote {out_dir}/: results.md results.json curves.png ({report['kind']})")
     return 0
+
+
+def _check_evaluation(entry: Any, config: Any, overrides: Sequence[str]) -> None:
+    """The env names ``discovery.evaluate`` will train on, and (drifts) the inner PPO
+    config with ``overrides`` and its memory, exactly as it will build them."""
+    from discovery.config import apply_overrides, from_dict
+    from discovery.evaluate import _component_config
+
+    recorded = _component_config(entry)
+    if entry.kind == "drift":
+        from agents.ppo import PPOConfig
+
+        task = recorded.get("task", {})
+        names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
+        where = "--envs" if config.envs else "envs (the component's meta-training envs)"
+        for name in names:
+            _check_env(name, where)
+        ppo = from_dict(PPOConfig, task.get("ppo", {}),
+                        source="the component's meta-training config")
+        ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
+        _ppo_memory(config.seeds, ppo, names, f"--seeds {config.seeds}",
+                    "--seeds, ppo.num_envs or ppo.num_steps", together=False)
+        return
+    from envs.registry import GRIDWORLD_PREFIX
+
+    held_out = recorded.get("levels", {}).get("held_out", ["dense", "sparse", "long"])
+    where = "--envs" if config.envs else "levels.held_out (the component's meta-training config)"
+    for name in config.envs or held_out:
+        _check_env(GRIDWORLD_PREFIX + name.removeprefix(GRIDWORLD_PREFIX), where)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -290,6 +509,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     spec = load_sweep(args.sweep, extra_set=args.overrides)
     if args.name:
+        _check_run_name(args.name, "--name")
         spec = replace(spec, name=args.name)
 
     def on_group(cells: Sequence[Any]) -> None:
@@ -306,12 +526,18 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from discovery.zoo import export_run
+    from discovery.zoo import EntryExistsError, ZooError, export_run
 
-    path = export_run(
-        args.run_dir, args.name, zoo_dir=args.zoo_dir, params_file=args.params,
-        overwrite=args.overwrite,
-    )
+    try:
+        path = export_run(
+            args.run_dir, args.name, zoo_dir=args.zoo_dir, params_file=args.params,
+            overwrite=args.overwrite,
+        )
+    except EntryExistsError as error:
+        raise ZooError(
+            f"{error.path}: a zoo entry named {error.name!r} exists already; allowed: another "
+            "--name, or --overwrite to replace it", path=error.path, field="name",
+        ) from None
     print(f"exported {args.run_dir} -> {path} (load it as zoo:{args.name})")
     return 0
 
@@ -320,7 +546,9 @@ def _zoo(args: argparse.Namespace) -> int:
     from discovery.zoo import list_entries
 
     for entry in list_entries():
-        print(f"{entry['name']:<28} {entry['kind']:<10} {entry.get('description', '')}")
+        kind = entry["kind"] or "unreadable"
+        description = entry.get("unreadable") or entry.get("description", "")
+        print(f"{entry['name']:<28} {kind:<10} {description}")
     return 0
 
 
@@ -339,7 +567,7 @@ def _interpret(args: argparse.Namespace) -> int:
 
     drift = entry.drift()
     name = args.name or "interpret-" + Path(args.ref.removeprefix("zoo:")).name
-    out_dir = Path(args.runs_dir) / name
+    out_dir = _run_dir(args.runs_dir, name, "--name" if args.name else "--name (default)")
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = {
         label: (make_drift(label), make_drift(label).init(jax.random.key(0)))
@@ -395,6 +623,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CheckpointError, ZooError, TrackingError, LevelError) as error:
         print(f"discover {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        from meta.loop import MetaTrainingDiverged  # lazily: the CLI starts without JAX
+
+        if not isinstance(error, MetaTrainingDiverged):
+            raise
+        print(f"discover {args.command}: stopped: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

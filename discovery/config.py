@@ -2,9 +2,14 @@
 
 Config classes are plain (frozen) dataclasses written next to the code they configure; this
 module turns YAML files and ``key=value`` overrides into instances of them, checking every
-value against the field's type annotation and its ``metadata`` ("min", "max", "choices",
-"help"), so that a typo fails at start-up with a message naming the field, the value, what
-is allowed and where the value came from, instead of hours into a run.
+value against the field's type annotation and its ``metadata`` ("min", "max", "gt", "lt",
+"choices", "help"), so that a typo fails at start-up with a message naming the field, the
+value, what is allowed and where the value came from, instead of hours into a run.
+
+Two rules hold for every field, whatever its metadata: a ``float`` must be finite (NaN
+and infinities are refused), and an ``int`` must fit in 32 bits (``INT_MIN``..``INT_MAX``,
+JAX's default integer) unless the field's metadata sets its own "min" / "max" (an int in
+a nested container, e.g. a dict value, must fit in 64 bits).
 
     @dataclass(frozen=True)
     class PPOConfig:
@@ -31,15 +36,24 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 __all__ = [
+    "INT_MAX",
+    "INT_MIN",
     "ConfigError",
     "apply_overrides",
     "from_dict",
     "load_config",
+    "read_config_text",
     "save_config",
     "to_dict",
 ]
 
 T = TypeVar("T")
+
+#: The range every int field must lie in unless its metadata sets "min" / "max": JAX
+#: computes in 32-bit ints by default (seeds, counts and shapes beyond it overflow).
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+#: Ints anywhere else (e.g. dict values) must fit in 64 bits.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 _NoneType = type(None)
 
@@ -142,7 +156,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         if not path.is_file():
             raise ConfigError(f"config path is not a file: {path}", source=str(path))
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+            data = yaml.load(read_config_text(path), Loader=_Loader)
         except yaml.YAMLError as e:
             raise ConfigError(
                 f"{path}: invalid YAML: {_yaml_problem(e)}", source=str(path)
@@ -170,7 +184,7 @@ def config_component(config_path: str | Path | None, overrides: Sequence[str] = 
     source = "default"
     if config_path is not None and Path(config_path).is_file():
         try:
-            data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_config_text(config_path))
         except yaml.YAMLError:
             data = None  # load_config reports the YAML error with its position.
         if isinstance(data, Mapping) and "component" in data:
@@ -185,6 +199,29 @@ def config_component(config_path: str | Path | None, overrides: Sequence[str] = 
             source=source,
         )
     return component
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of a config file; ``ConfigError`` (not a traceback) when it cannot be read
+    or is not UTF-8."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            f"{path}: cannot read the config file ({e.strerror or e}); allowed: a readable "
+            "UTF-8 YAML file",
+            source=str(path),
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}, offset "
+            f"{e.start}); allowed: a UTF-8 YAML file",
+            source=str(path),
+        ) from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -290,7 +327,13 @@ def _instantiate(cls: type, kwargs: dict[str, Any], prefix: str, source: str) ->
 
 
 def _convert_field(f: dataclasses.Field, hint: Any, value: Any, path: str, source: str) -> Any:
-    value = _convert(hint, value, path, source)
+    try:
+        value = _convert(hint, value, path, source)
+    except ConfigError as error:
+        number = getattr(error, "_number", None)
+        if number is not None and (error.field == path or error.field.startswith(path + "[")):
+            _check_metadata(f.metadata, number, path, source)  # "must be <= ..." first.
+        raise
     _check_metadata(f.metadata, value, path, source)
     return value
 
@@ -373,20 +416,33 @@ def _convert(hint: Any, value: Any, path: str, source: str) -> Any:
         raise _error(path, value, "bool (true or false)", source)
 
     if hint is int:
+        number = None
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
-        if (
+            number = int(value)
+        elif (
             isinstance(value, numbers.Real)
             and not isinstance(value, bool)
             and math.isfinite(value)
             and float(value).is_integer()
         ):
-            return int(value)  # 5e5 written for an int field.
-        raise _error(path, value, "int", source)
+            number = int(value)  # 5e5 written for an int field.
+        if number is None:
+            raise _error(path, value, "int", source)
+        if not _INT64_MIN <= number <= _INT64_MAX:
+            error = _error(path, value, "int (64-bit)", source)
+            error._number = number  # _convert_field reports a field's own range instead.
+            raise error
+        return number
 
     if hint is float:
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # An int too large for a float.
+                number = math.inf
+            if math.isfinite(number):
+                return number
+            raise _error(path, value, "a finite float (not NaN or infinite)", source)
         raise _error(path, value, "float", source)
 
     if hint is str:
@@ -407,10 +463,17 @@ def _convert(hint: Any, value: Any, path: str, source: str) -> Any:
     return value  # An annotation we cannot check (a TypeVar, a Callable, ...).
 
 
+_BOUNDS = (
+    ("min", ">=", lambda x, b: x >= b),
+    ("gt", ">", lambda x, b: x > b),
+    ("max", "<=", lambda x, b: x <= b),
+    ("lt", "<", lambda x, b: x < b),
+)
+
+
 def _check_metadata(metadata: Mapping[str, Any], value: Any, path: str, source: str) -> None:
-    """Apply "min" / "max" / "choices" to a scalar, or to each item of a tuple or list."""
-    if not any(k in metadata for k in ("min", "max", "choices")):
-        return
+    """Apply "min" / "max" / "gt" / "lt" / "choices" to a scalar, or to each item of a tuple
+    or list; ints without "min" / "max" must lie in ``INT_MIN``..``INT_MAX``."""
     items = value if isinstance(value, (list, tuple)) else [value]
     what = f" ({metadata['help']})" if "help" in metadata else ""
     for item in items:
@@ -426,20 +489,23 @@ def _check_metadata(metadata: Mapping[str, Any], value: Any, path: str, source: 
             )
         if not isinstance(item, numbers.Real) or isinstance(item, bool):
             continue
-        if "min" in metadata and not item >= metadata["min"]:
-            raise ConfigError(
-                f"{path}{what}: must be >= {metadata['min']} (metadata 'min'), "
-                f"got {_show(item)} (from {source})",
-                field=path,
-                source=source,
-            )
-        if "max" in metadata and not item <= metadata["max"]:
-            raise ConfigError(
-                f"{path}{what}: must be <= {metadata['max']} (metadata 'max'), "
-                f"got {_show(item)} (from {source})",
-                field=path,
-                source=source,
-            )
+        for key, sign, holds in _BOUNDS:
+            if key in metadata and not holds(item, metadata[key]):
+                raise ConfigError(
+                    f"{path}{what}: must be {sign} {metadata[key]} (metadata '{key}'), "
+                    f"got {_show(item)} (from {source})",
+                    field=path,
+                    source=source,
+                )
+        if isinstance(item, numbers.Integral):
+            for key, sign, bound in (("min", ">=", INT_MIN), ("max", "<=", INT_MAX)):
+                if key not in metadata and not (item >= bound if key == "min" else item <= bound):
+                    raise ConfigError(
+                        f"{path}{what}: must be {sign} {bound} (an int field is 32-bit unless "
+                        f"its metadata sets '{key}'), got {_show(item)} (from {source})",
+                        field=path,
+                        source=source,
+                    )
 
 
 def _plain(value: Any) -> Any:

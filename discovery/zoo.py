@@ -4,9 +4,16 @@ An entry is a folder ``<zoo_dir>/<name>/`` holding ``params.msgpack`` (flax msgp
 the params' state dict, NumPy leaves) and ``manifest.json``: the format and its
 version, the kind (``"drift"`` or ``"objective"``), how to rebuild the component (a drift's
 ``make_drift`` name and keyword arguments, or an :class:`ObjectiveConfig` as a dict), the
-SHA-256 and leaf shapes of the params, and where they came from (run, seed, generations,
-meta-optimiser, full config, the run's ``summary.json``, export time, git commit). Both
-files are written atomically, the manifest last, so a folder with a manifest is complete.
+SHA-256 and leaf shapes of the params, the behaviour hash, and where they came from (run,
+seed, generations, meta-optimiser, full config, the run's ``summary.json``, export time,
+git commit). Both files are written atomically, the manifest last, so a folder with a
+manifest is complete.
+
+The behaviour hash (``behaviour_sha256``, :func:`behaviour_sha256`) covers everything that
+decides what the component computes, together: the kind, the component recipe and the
+params bytes. Loading recomputes it, so an edited recipe (``component.clip_eps`` changed
+in ``manifest.json``) is refused like edited params are; provenance and descriptions are
+not covered, as they do not change behaviour.
 
     path = export_run("runs/lpo-cartpole-demo", "my-lpo")   # -> ~/.discovery/zoo/my-lpo
     entry = load("zoo:my-lpo")         # or a path to an entry folder, or to a run folder
@@ -46,8 +53,10 @@ from discovery.config import (
     config_component,
     from_dict,
     load_config,
+    read_config_text,
     to_dict,
 )
+from discovery.files import dumps, to_json
 
 if TYPE_CHECKING:
     from discovery.drift import Drift
@@ -56,8 +65,10 @@ if TYPE_CHECKING:
 __all__ = [
     "SHIPPED_ZOO",
     "ZOO_FORMAT_VERSION",
+    "EntryExistsError",
     "ZooEntry",
     "ZooError",
+    "behaviour_sha256",
     "export_params",
     "export_run",
     "list_entries",
@@ -66,7 +77,9 @@ __all__ = [
 ]
 
 FORMAT = "discovery-zoo"
-ZOO_FORMAT_VERSION = 1
+#: 2: ``behaviour_sha256`` (kind, component recipe and params hashed together) is
+#: required. 1 had only ``params_sha256``, so an edited recipe loaded unnoticed.
+ZOO_FORMAT_VERSION = 2
 KINDS = COMPONENTS  # the component kinds a run or an entry can hold
 MANIFEST_FILE = "manifest.json"
 PARAMS_FILE = "params.msgpack"
@@ -97,6 +110,14 @@ class ZooError(ValueError):
         super().__init__(message)
         self.path = None if path is None else Path(path)
         self.field = field
+
+
+class EntryExistsError(ZooError):
+    """Export into an entry that exists, without ``overwrite``; ``name`` is the entry's."""
+
+    def __init__(self, message: str, *, path: Path, name: str):
+        super().__init__(message, path=path, field="name")
+        self.name = name
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,30 +176,41 @@ def zoo_dirs() -> list[Path]:
 
 
 def _entries_in(zoo_dir: Path) -> list[Path]:
-    """Entry folders (those with a manifest) in one zoo folder, sorted by name."""
-    if not zoo_dir.is_dir():
+    """Entry folders (those with a manifest) in one zoo folder, sorted by name (none when
+    the folder is missing or cannot be listed)."""
+    try:
+        if not zoo_dir.is_dir():
+            return []
+        return sorted(p for p in zoo_dir.iterdir() if (p / MANIFEST_FILE).is_file())
+    except OSError:
         return []
-    return sorted(p for p in zoo_dir.iterdir() if (p / MANIFEST_FILE).is_file())
 
 
 def list_entries() -> list[dict[str, Any]]:
     """Every entry in :func:`zoo_dirs`, in lookup order: ``name``, ``kind``, ``path``,
     ``description`` and ``shadowed`` (an earlier zoo has an entry of the same name).
 
-    Reads only the manifests (no checksum), so a damaged entry is listed, with the problem
-    as its description, rather than hiding the others.
+    Reads only the manifests (no checksum), so a damaged entry (bad JSON, a newer
+    ``format_version``, a missing field) is listed with ``kind`` None, ``unreadable``
+    set to the reason and the reason as its description, rather than hiding the others.
     """
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for zoo_dir in zoo_dirs():
         for path in _entries_in(zoo_dir):
+            unreadable = None
             try:
                 manifest = _read_manifest(path / MANIFEST_FILE)
                 kind, description = manifest["kind"], _describe(manifest)
             except ZooError as e:
-                kind, description = None, f"unreadable: {e}"
+                unreadable = str(e)
+            except (KeyError, TypeError, AttributeError, ValueError) as e:  # odd provenance
+                unreadable = f"{path / MANIFEST_FILE}: malformed manifest: {e!r}"
+            if unreadable is not None:
+                kind, description = None, f"unreadable: {unreadable}"
             rows.append({"name": path.name, "kind": kind, "path": path,
-                         "description": description, "shadowed": path.name in seen})
+                         "description": description, "shadowed": path.name in seen,
+                         "unreadable": unreadable})
             seen.add(path.name)
     return rows
 
@@ -263,6 +295,17 @@ def _load_entry(path: Path) -> ZooEntry:
             path=params_path,
             field="params_sha256",
         )
+    behaviour = behaviour_sha256(manifest["kind"], manifest["component"], data)
+    if behaviour != manifest["behaviour_sha256"]:
+        raise ZooError(
+            f"{manifest_path}: field 'behaviour_sha256' ({manifest['behaviour_sha256']}) does "
+            f"not match the entry's kind, component and params (sha256 {behaviour}): the "
+            "manifest's 'kind' or 'component' was changed after export, so this is not the "
+            "component that was exported. Restore the manifest, or re-export the run with "
+            "`discover export RUN_DIR --name NAME --overwrite`",
+            path=manifest_path,
+            field="behaviour_sha256",
+        )
     state = _restore(data, params_path)
     recorded = manifest["params_shapes"]
     actual = _leaf_shapes(state)
@@ -297,6 +340,15 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             field="format",
         )
     version = manifest.get("format_version")
+    if type(version) is int and 1 <= version < ZOO_FORMAT_VERSION:
+        raise ZooError(
+            f"{path}: field 'format_version' is {version}, an older zoo format without the "
+            "behaviour hash that guards the component recipe; this framework (discovery "
+            f"{__version__}) reads format_version {ZOO_FORMAT_VERSION}. Re-export the run "
+            "with `discover export RUN_DIR --name NAME --overwrite`",
+            path=path,
+            field="format_version",
+        )
     if type(version) is int and version > ZOO_FORMAT_VERSION:
         raise ZooError(
             f"{path}: field 'format_version' is {version}, written by a newer discovery; this "
@@ -318,7 +370,9 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             path=path,
             field="kind",
         )
-    for field, kind in (("component", dict), ("params_sha256", str), ("params_shapes", dict)):
+    required = (("component", dict), ("params_sha256", str), ("behaviour_sha256", str),
+                ("params_shapes", dict))
+    for field, kind in required:
         if not isinstance(manifest.get(field), kind):
             raise ZooError(
                 f"{path}: field {field!r} is {manifest.get(field)!r}; expected a JSON "
@@ -378,6 +432,19 @@ def _build_component(kind: str, component: Mapping[str, Any], source: str | Path
     return make_objective(config)
 
 
+def behaviour_sha256(kind: str, component: Mapping[str, Any], params: bytes) -> str:
+    """SHA-256 of what decides a component's behaviour, together: its kind, its recipe
+    (canonical JSON: sorted keys, no spaces, strict) and its params file's bytes."""
+    recipe = json.dumps(
+        {"format": FORMAT, "kind": kind, "component": to_json(component)},
+        sort_keys=True, separators=(",", ":"), allow_nan=False,
+    )
+    digest = hashlib.sha256(recipe.encode("utf-8"))
+    digest.update(b"\n")
+    digest.update(params)
+    return digest.hexdigest()
+
+
 def drift_component(drift: str) -> dict[str, Any]:
     """The recipe of the learnable drift ``discovery.tasks`` meta-trains: its name and every
     keyword argument, written out so later changes of defaults cannot change the entry."""
@@ -433,6 +500,22 @@ def _show(x: Any) -> str:
     return type(x).__name__
 
 
+def _check_finite(state: Mapping[str, Any], path: Path) -> None:
+    """Refuse params with NaN or infinite values (a diverged run's): they compute nothing."""
+    bad = [
+        f"{'/'.join(str(getattr(k, 'key', k)) for k in where)}"
+        for where, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+        if np.issubdtype(np.asarray(leaf).dtype, np.floating)
+        and not np.all(np.isfinite(np.asarray(leaf)))
+    ]
+    if bad:
+        raise ZooError(
+            f"{path}: params have NaN or infinite values in {', '.join(bad[:_MAX_PROBLEMS])}; "
+            "allowed: finite params (the run diverged: check its config, e.g. es.sigma_init)",
+            path=path, field="params",
+        )
+
+
 def _leaf_shapes(state: Mapping[str, Any], prefix: str = "") -> dict[str, list[int]]:
     """``{"a/b": shape}`` for every leaf of a state dict (the manifest's readable check)."""
     shapes: dict[str, list[int]] = {}
@@ -448,14 +531,37 @@ def _leaf_shapes(state: Mapping[str, Any], prefix: str = "") -> dict[str, list[i
 # --------------------------------------------------------------------------- run folders
 
 
+#: The fields of ``discover train``'s config (:class:`discovery.train.TrainConfig`), which
+#: a train run's ``config.yaml`` holds; used to recognise such a folder without importing it.
+_TRAIN_FIELDS = frozenset({"name", "env", "drift", "seeds", "seed", "ppo"})
+
+
 def run_component_kind(config_path: Path) -> str:
     """``drift`` or ``objective``: the config's top-level ``component`` (default drift),
-    by the rule ``discover meta-train`` applies (:func:`discovery.config.config_component`)."""
+    by the rule ``discover meta-train`` applies (:func:`discovery.config.config_component`).
+
+    A ``discover train`` run's folder is refused with a message saying what it is."""
     try:
-        yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
+        data = yaml.safe_load(read_config_text(config_path))
+    except ConfigError as e:
+        raise ZooError(str(e), path=config_path) from None
+    except yaml.YAMLError as e:
         raise ZooError(f"{config_path}: cannot read the run's config: {e}",
                        path=config_path) from e
+    if isinstance(data, Mapping) and data.keys() <= _TRAIN_FIELDS and (
+        "env" in data or "ppo" in data
+    ):
+        run_dir = config_path.parent
+        what = f"PPO with the fixed drift {data.get('drift', 'ppo')!r}"
+        if data.get("env"):
+            what += f" on {data['env']}"
+        raise ZooError(
+            f"{run_dir} is a `discover train` run ({what}): it holds no discovered component "
+            "to evaluate, export or interpret. Give a meta-training run folder (made by "
+            "`discover meta-train`), a zoo entry folder or zoo:NAME (see `discover zoo`); "
+            "this run's results are in its summary.json and metrics.jsonl",
+            path=run_dir, field="run_dir",
+        )
     try:
         return config_component(config_path)
     except ConfigError as e:
@@ -568,14 +674,15 @@ def export_params(
     entry = Path(zoo_dir if zoo_dir is not None else zoo_dirs()[0]).expanduser() / name
     manifest_path = entry / MANIFEST_FILE
     if manifest_path.exists() and not overwrite:
-        raise ZooError(f"{entry}: a zoo entry named {name!r} exists already; pass "
-                       "overwrite=True to replace it", path=entry, field="name")
+        raise EntryExistsError(f"{entry}: a zoo entry named {name!r} exists already; pass "
+                               "overwrite=True to replace it", path=entry, name=name)
 
     if dataclasses.is_dataclass(component) and not isinstance(component, type):
         component = to_dict(component)  # An ObjectiveConfig given as itself.
     built = _build_component(kind, component, f"export of {name!r}")
     state = jax.tree.map(np.asarray, serialization.to_state_dict(params))
     _check_structure(built, state, entry / PARAMS_FILE)
+    _check_finite(state, entry / PARAMS_FILE)
     data = serialization.msgpack_serialize(state)
     provenance = {
         **(provenance or {}),
@@ -583,8 +690,8 @@ def export_params(
     }
     provenance.setdefault("git_commit", _git_commit())
     manifest = _manifest(name, kind, component, state, data, provenance)
-    try:
-        text = json.dumps(manifest, indent=2, default=_json_default) + "\n"
+    try:  # Strict JSON: a non-finite number in the provenance is written as null.
+        text = dumps(json.loads(json.dumps(manifest, default=_json_default)), indent=2) + "\n"
     except (TypeError, ValueError) as e:
         raise ZooError(f"{manifest_path}: the manifest must be JSON-serialisable: {e}",
                        path=manifest_path, field="provenance") from e
@@ -609,6 +716,7 @@ def _manifest(
         "component": component,
         "framework_version": __version__,
         "params_sha256": hashlib.sha256(data).hexdigest(),
+        "behaviour_sha256": behaviour_sha256(kind, component, data),
         "params_shapes": _leaf_shapes(state),
         "provenance": provenance,
     }

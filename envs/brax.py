@@ -15,12 +15,15 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-import brax.envs
 import jax
 import jax.numpy as jnp
-from brax.envs.base import State as BraxState
 from flax import struct
 from gymnax.environments import environment, spaces
+
+from envs.registry import import_brax
+
+brax_envs = import_brax()
+from brax.envs.base import State as BraxState  # noqa: E402
 
 BACKENDS = ("spring", "positional", "generalized", "mjx")
 # spring is brax's fastest pipeline on CPU (mjx, brax's own default, is several times
@@ -48,7 +51,7 @@ class BraxEnvState:
 
 def brax_env_names() -> list[str]:
     """Names in brax's registry (without the ``brax/`` prefix)."""
-    return list(brax.envs._envs)
+    return list(brax_envs._envs)
 
 
 class BraxToGymnax(environment.Environment[BraxEnvState, BraxEnvParams]):
@@ -221,7 +224,7 @@ def make_brax(
     if "backend" in env_kwargs:
         raise ValueError(f"brax/{name}: pass backend as an option, not in env_kwargs.")
     try:
-        brax_env = brax.envs.get_environment(name, backend=backend, **env_kwargs)
+        brax_env = brax_envs.get_environment(name, backend=backend, **env_kwargs)
     except TypeError as err:
         raise ValueError(f"brax/{name}: invalid env_kwargs {env_kwargs!r}: {err}") from err
     except ValueError as err:

@@ -9,10 +9,12 @@ options (brax), and are validated so that a typo fails loudly instead of being i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import gzip
 import importlib
+import io
 import os
 import tempfile
 import urllib.error
@@ -123,9 +125,17 @@ def _gymnax_names() -> list[str]:
     return list(gymnax.registered_envs)
 
 
+def import_brax() -> Any:
+    """``brax.envs``, imported with stdout muted: brax imports ``mujoco.mjx``, which prints
+    "Failed to import warp" when the optional GPU backend is missing (noise, not an
+    error)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return importlib.import_module("brax.envs")
+
+
 def _brax_names() -> list[str]:
     try:
-        brax_envs = importlib.import_module("brax.envs")
+        brax_envs = import_brax()
         names = list(brax_envs._envs)
     except Exception:  # brax missing or broken: the names it shipped with
         names = list(_STATIC_BRAX_NAMES)
@@ -295,7 +305,7 @@ def _make_brax(
     name: str, env_kwargs: dict[str, Any], overrides: Mapping[str, Any]
 ) -> tuple[Any, Any]:
     try:
-        importlib.import_module("brax.envs")
+        import_brax()
     except ImportError as err:
         raise ImportError(
             f"{name!r} needs brax, which is not installed (or failed to import: {err}). "

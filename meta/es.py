@@ -41,6 +41,11 @@ FITNESS_SHAPINGS = ("centered_rank", "z_score", "raw")
 # Strategies whose evosax implementation samples mirrored pairs (+eps, -eps).
 _PAIRED_STRATEGIES = ("open_es", "pgpe")
 
+# Upper bounds of ESConfig: a population (its rollouts run at once) and a step size
+# (sigma, lr) beyond these are typos, not settings.
+MAX_POPULATION = 65536
+MAX_STEP = 10.0
+
 # None of the four strategies draws randomness in `tell`; evosax's signature wants a key.
 _UNUSED_TELL_KEY_SEED = 0
 
@@ -70,15 +75,21 @@ class ESConfig:
     ``open_es`` and ``pgpe`` need an even ``population_size`` (evosax asserts it).
     """
 
-    strategy: str = "open_es"
-    population_size: int = 64
-    sigma_init: float = 0.03
-    sigma_decay: float = 0.99
-    sigma_limit: float = 0.01
-    lr_init: float = 0.03
-    lr_decay: float = 0.99
-    lr_limit: float = 0.001
-    fitness_shaping: str = "centered_rank"
+    # Bounds (checked by discovery.config when a config is loaded, and by __post_init__):
+    # step sizes above 10 or a population above 65536 are typos, not settings.
+    strategy: str = dataclasses.field(default="open_es", metadata={"choices": STRATEGIES})
+    population_size: int = dataclasses.field(
+        default=64, metadata={"min": 2, "max": MAX_POPULATION}
+    )
+    sigma_init: float = dataclasses.field(default=0.03, metadata={"gt": 0, "max": MAX_STEP})
+    sigma_decay: float = dataclasses.field(default=0.99, metadata={"gt": 0, "max": 1})
+    sigma_limit: float = dataclasses.field(default=0.01, metadata={"min": 0, "max": MAX_STEP})
+    lr_init: float = dataclasses.field(default=0.03, metadata={"gt": 0, "max": MAX_STEP})
+    lr_decay: float = dataclasses.field(default=0.99, metadata={"gt": 0, "max": 1})
+    lr_limit: float = dataclasses.field(default=0.001, metadata={"min": 0, "max": MAX_STEP})
+    fitness_shaping: str = dataclasses.field(
+        default="centered_rank", metadata={"choices": FITNESS_SHAPINGS}
+    )
     antithetic: bool = True
 
     def __post_init__(self) -> None:
@@ -93,8 +104,8 @@ class ESConfig:
         if not isinstance(self.antithetic, bool):
             raise bad("antithetic", "True or False")
         pop = self.population_size
-        if isinstance(pop, bool) or not isinstance(pop, int) or pop < 2:
-            raise bad("population_size", "an int >= 2")
+        if isinstance(pop, bool) or not isinstance(pop, int) or not 2 <= pop <= MAX_POPULATION:
+            raise bad("population_size", f"an int from 2 to {MAX_POPULATION}")
         if self.strategy in _PAIRED_STRATEGIES and pop % 2:
             raise bad(
                 "population_size",
@@ -103,12 +114,13 @@ class ESConfig:
         if self.strategy == "pgpe" and not self.antithetic:
             raise bad("antithetic", "True for strategy 'pgpe' (it always samples pairs)")
         for name in ("sigma", "lr"):
-            if not getattr(self, f"{name}_init") > 0:
-                raise bad(f"{name}_init", "a float > 0")
+            # Written so that NaN fails every test (every comparison with NaN is False).
+            if not 0 < getattr(self, f"{name}_init") <= MAX_STEP:
+                raise bad(f"{name}_init", f"a float in (0, {MAX_STEP}]")
             if not 0 < getattr(self, f"{name}_decay") <= 1:
                 raise bad(f"{name}_decay", "a float in (0, 1]")
-            if not getattr(self, f"{name}_limit") >= 0:
-                raise bad(f"{name}_limit", "a float >= 0")
+            if not 0 <= getattr(self, f"{name}_limit") <= MAX_STEP:
+                raise bad(f"{name}_limit", f"a float in [0, {MAX_STEP}]")
 
 
 @struct.dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -114,3 +115,142 @@ def test_sweep_runs_then_skips_finished_cells(tmp_path, capsys):
     assert "running 2 cell(s) in one program" in first and "ppo.lr" in first
     assert main(argv) == 0
     assert "2 finished cell(s) skipped" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _one_error_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"discover {command}: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if evaluate gets as far as training anything."""
+    import discovery.evaluate
+
+    def trained(*args, **kwargs):
+        raise AssertionError("evaluate started computing before its inputs were checked")
+
+    monkeypatch.setattr(discovery.evaluate, "evaluate_component", trained)
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--envs", "CartPol-v1"], ["--envs", "'CartPol-v1'", "Did you mean 'CartPole-v1'",
+                                    "discover envs"]),
+        (["--envs", "CartPole-v1,Acrobt-v1"], ["--envs", "'Acrobt-v1'", "'Acrobot-v1'"]),
+        (["--seeds", "60000", "--set", "ppo.num_envs=1024", "--set", "ppo.total_timesteps=1e6"],
+         ["memory", "GiB", "--seeds 60000"]),
+        (["--seeds", "100000000000"], ["seeds", "<= 65536"]),
+        (["--name", "../escaped"], ["--name", "'../escaped'", "one folder"]),
+        (["--set", "ppo.lr=.nan"], ["lr", "nan", "finite"]),
+    ],
+)
+def test_evaluate_checks_inputs_before_any_compute(extra, expected, tmp_path, capsys,
+                                                   no_training):
+    runs = tmp_path / "runs"
+    assert main(["evaluate", "zoo:lpo-cartpole-demo", "--runs-dir", str(runs), *extra]) == 2
+    line = _one_error_line(capsys, "evaluate")
+    for fragment in expected:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    assert not runs.exists()
+
+
+def test_evaluate_runs_dir_that_is_a_file_exits_2_before_compute(tmp_path, capsys, no_training):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["evaluate", "zoo:lpo-cartpole-demo", "--runs-dir", str(afile)]) == 2
+    line = _one_error_line(capsys, "evaluate")
+    assert "--runs-dir" in line and "is a file, not a folder" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_evaluate_unwritable_runs_dir_exits_2_before_compute(tmp_path, capsys, no_training):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert main(["evaluate", "zoo:lpo-cartpole-demo", "--runs-dir", str(locked)]) == 2
+    finally:
+        locked.chmod(0o700)
+    assert "not writable" in _one_error_line(capsys, "evaluate")
+
+
+@pytest.fixture
+def train_run(tmp_path):
+    """A `discover train` run folder (its config only: nothing needs to have trained)."""
+    from discovery.config import save_config
+    from discovery.train import TrainConfig
+
+    run = tmp_path / "runs" / "CartPole-v1-ppo-s0"
+    save_config(TrainConfig(), run / "config.yaml")
+    return run
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export", "interpret"])
+def test_a_train_run_folder_is_named_as_such(command, train_run, tmp_path, capsys):
+    argv = [command, str(train_run)]
+    argv += ["--name", "x"] if command == "export" else ["--runs-dir", str(tmp_path / "out")]
+    assert main(argv) == 2
+    line = _one_error_line(capsys, command)
+    assert "is a `discover train` run" in line and "discover meta-train" in line, line
+    assert "zoo:NAME" in line and "unknown field" not in line
+
+
+def test_zoo_lists_unreadable_entries_with_the_reason_and_the_rest(tmp_path, capsys):
+    import shutil
+
+    from discovery.zoo import SHIPPED_ZOO
+
+    user = tmp_path / "zoo"
+    shutil.copytree(SHIPPED_ZOO / "lpo-cartpole-demo", user / "a-good-copy")
+    newer = user / "b-newer"
+    shutil.copytree(SHIPPED_ZOO / "lpo-cartpole-demo", newer)
+    manifest = json.loads((newer / "manifest.json").read_text())
+    (newer / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    (user / "c-bad-json").mkdir()
+    (user / "c-bad-json" / "manifest.json").write_text("{oops")
+
+    assert main(["zoo"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(rows) == {"a-good-copy", "b-newer", "c-bad-json", "lpo-cartpole-demo"}
+    assert rows["a-good-copy"].split()[1] == "drift"
+    assert rows["lpo-cartpole-demo"].split()[1] == "drift"
+    assert rows["b-newer"].split()[1] == "unreadable" and "'format_version' is 99" in rows[
+        "b-newer"]
+    assert rows["c-bad-json"].split()[1] == "unreadable" and "not valid JSON" in rows[
+        "c-bad-json"]
+
+
+def test_export_over_an_existing_entry_names_the_flag(tmp_path, capsys):
+    from discovery.config import from_dict, save_config
+    from discovery.zoo import SHIPPED_ZOO, load
+    from meta.loop import MetaTrainConfig
+
+    shipped = load("zoo:lpo-cartpole-demo")
+    run = tmp_path / "run"
+    save_config(from_dict(MetaTrainConfig, shipped.manifest["provenance"]["config"]),
+                run / "config.yaml")
+    (run / "mean_params.msgpack").write_bytes(
+        (SHIPPED_ZOO / "lpo-cartpole-demo" / "params.msgpack").read_bytes())
+    assert main(["export", str(run), "--name", "mine"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run), "--name", "mine"]) == 2
+    line = _one_error_line(capsys, "export")
+    assert "exists already" in line and "--overwrite" in line and "overwrite=True" not in line
+    assert main(["export", str(run), "--name", "mine", "--overwrite"]) == 0
+    # The export writes the behaviour hash, so the entry loads; an edited recipe does not.
+    entry = tmp_path / "zoo" / "mine"
+    assert load("zoo:mine").manifest["behaviour_sha256"]
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["component"]["clip_eps"] = 0.3
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["evaluate", "zoo:mine", "--runs-dir", str(tmp_path / "runs")]) == 2
+    line = _one_error_line(capsys, "evaluate")
+    assert "behaviour_sha256" in line and "changed after export" in line

@@ -297,3 +297,69 @@ def test_to_dict_is_plain_and_save_load_round_trips(tmp_path):
     loaded = load_config(MetaTrainConfig, path)
     assert loaded == config
     assert loaded.ppo.env == "1e3"
+
+
+# --------------------------------------------------------------------------- numeric rules
+
+
+@dataclass(frozen=True)
+class Bounded:
+    rate: float = field(default=0.5, metadata={"gt": 0, "lt": 1})
+    steps: int = field(default=10, metadata={"min": 1, "max": 10**10})
+    count: int = 1
+    scales: tuple[float, ...] = (1.0,)
+    maybe: float | None = None
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("rate=.nan", ["rate", "finite float", "nan"]),
+        ("rate=.inf", ["rate", "finite float", "inf"]),
+        ("rate=-.inf", ["rate", "finite float", "-inf"]),
+        ("maybe=.nan", ["maybe", "nan"]),
+        ("scales=[1.0, .inf]", ["scales[1]", "finite float", "inf"]),
+        ("weights={a: .nan}", ["weights['a']", "finite float"]),
+        ("rate=0", ["rate", "must be > 0", "'gt'"]),
+        ("rate=1", ["rate", "must be < 1", "'lt'"]),
+        ("rate=" + "9" * 400, ["rate", "finite float"]),  # an int too large for a float
+        ("count=2147483648", ["count", "must be <= 2147483647", "32-bit", "2147483648"]),
+        ("count=-2147483649", ["count", "must be >= -2147483648", "32-bit"]),
+        ("count=99999999999999999999", ["count", "must be <= 2147483647", "32-bit"]),
+        ("count=1e30", ["count", "must be <= 2147483647"]),
+        ("steps=1e30", ["steps", "must be <= 10000000000", "'max'"]),
+        ("steps=99999999999999999999", ["steps", "must be <= 10000000000"]),
+    ],
+)
+def test_non_finite_floats_and_out_of_range_ints_are_refused(override, expected):
+    @dataclass(frozen=True)
+    class Holder:
+        bounded: Bounded = field(default_factory=Bounded)
+        weights: dict[str, float] = field(default_factory=dict)
+
+    prefix = "" if override.startswith("weights") else "bounded."
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(Holder(), [prefix + override])
+    message = str(info.value)
+    for part in [*expected, "(from override"]:
+        assert part in message, message
+
+
+def test_int_fields_may_raise_their_own_max():
+    config = apply_overrides(Bounded(), ["steps=5e9", "count=2147483647"])
+    assert config.steps == 5_000_000_000 and config.count == 2**31 - 1
+
+
+def test_unreadable_and_non_utf8_config_files_are_config_errors(tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("ppo:\n  env: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 at line 2.*UTF-8 YAML"):
+        load_config(MetaTrainConfig, latin)
+    from discovery.config import config_component
+
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        config_component(latin)
+    folder = tmp_path / "dir.yaml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="not a file"):
+        load_config(MetaTrainConfig, folder)

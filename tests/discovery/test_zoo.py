@@ -64,9 +64,16 @@ def _export_tiny(zoo_dir: Path, name: str = "tiny-lpo", seed: int = 1, **kwargs)
                              **kwargs)
 
 
-def _edit_manifest(entry: Path, **changes) -> None:
+def _edit_manifest(entry: Path, rehash: bool = False, **changes) -> None:
+    """Change manifest fields; ``rehash`` also rewrites the behaviour hash to match (a
+    consistent manifest that is wrong in another way)."""
     manifest = json.loads((entry / "manifest.json").read_text())
     manifest.update(changes)
+    if rehash:
+        data = (entry / "params.msgpack").read_bytes()
+        manifest["behaviour_sha256"] = zoo.behaviour_sha256(
+            manifest["kind"], manifest["component"], data
+        )
     (entry / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -96,10 +103,11 @@ def test_drift_round_trip_is_bit_exact(tmp_path):
     assert (loaded.name, loaded.kind, loaded.path) == ("tiny-lpo", "drift", entry)
     _assert_bit_exact(loaded.params, params)
     manifest = loaded.manifest
-    assert manifest["format"] == "discovery-zoo" and manifest["format_version"] == 1
+    assert manifest["format"] == "discovery-zoo" and manifest["format_version"] == 2
     assert manifest["params_shapes"] == {"w1": [8, 8], "w2": [8, 1]}
-    digest = hashlib.sha256((entry / "params.msgpack").read_bytes()).hexdigest()
-    assert manifest["params_sha256"] == digest
+    data = (entry / "params.msgpack").read_bytes()
+    assert manifest["params_sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["behaviour_sha256"] == zoo.behaviour_sha256("drift", TINY_DRIFT, data)
 
     ratio, advantage = jnp.linspace(0.5, 2.0, 9), jnp.linspace(-2.0, 2.0, 9)
     original = make_drift("lpo", hidden=8)
@@ -181,9 +189,83 @@ def test_corrupted_params_fail_the_checksum(tmp_path):
 
 def test_newer_format_version_is_refused(tmp_path):
     entry = _export_tiny(tmp_path)
-    _edit_manifest(entry, format_version=2)
-    with pytest.raises(ZooError, match=r"'format_version' is 2.*reads format_version 1"):
+    _edit_manifest(entry, format_version=3)
+    with pytest.raises(ZooError, match=r"'format_version' is 3.*reads format_version 2"):
         zoo.load(entry)
+
+
+def test_format_version_1_without_behaviour_hash_is_refused_with_the_fix(tmp_path):
+    entry = _export_tiny(tmp_path)
+    _edit_manifest(entry, format_version=1)
+    with pytest.raises(ZooError, match=r"'format_version' is 1, an older.*--overwrite"):
+        zoo.load(entry)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"component": {**TINY_DRIFT, "clip_eps": 0.5}},  # a recipe edit that still builds
+        {"component": {**TINY_DRIFT, "output_scale": 1.0}},
+        {"behaviour_sha256": "0" * 64},
+    ],
+    ids=["clip_eps", "output_scale", "hash"],
+)
+def test_edited_component_recipe_is_refused(tmp_path, changes):
+    entry = _export_tiny(tmp_path)
+    zoo.load(entry).drift()  # as exported: loads
+    _edit_manifest(entry, **changes)
+    with pytest.raises(ZooError) as info:
+        zoo.load(entry)
+    message = str(info.value)
+    assert "manifest.json" in message and "'behaviour_sha256'" in message, message
+    assert "changed after export" in message and "--overwrite" in message, message
+
+
+def test_behaviour_hash_covers_kind_recipe_and_params():
+    base = zoo.behaviour_sha256("drift", TINY_DRIFT, b"params")
+    assert base == zoo.behaviour_sha256("drift", dict(reversed(TINY_DRIFT.items())), b"params")
+    assert base != zoo.behaviour_sha256("objective", TINY_DRIFT, b"params")
+    assert base != zoo.behaviour_sha256("drift", {**TINY_DRIFT, "hidden": 9}, b"params")
+    assert base != zoo.behaviour_sha256("drift", TINY_DRIFT, b"params!")
+
+
+def test_export_refuses_non_finite_params(tmp_path):
+    params = _tiny_drift_params()
+    params = {**params, "w2": params["w2"].at[0, 0].set(jnp.inf)}
+    with pytest.raises(ZooError, match=r"NaN or infinite values in w2"):
+        zoo.export_params("drift", TINY_DRIFT, params, "inf", tmp_path)
+    assert not (tmp_path / "inf").exists()
+
+
+def test_train_run_folder_is_named_as_such(tmp_path):
+    from discovery.train import TrainConfig
+
+    run = tmp_path / "CartPole-v1-ppo-s0"
+    save_config(TrainConfig(), run / "config.yaml")
+    for call in (lambda: zoo.load(run), lambda: zoo.export_run(run, "x", tmp_path / "z")):
+        with pytest.raises(ZooError) as info:
+            call()
+        message = str(info.value)
+        assert "`discover train` run" in message and "meta-train" in message, message
+        assert "unknown field" not in message
+
+
+def test_list_entries_reports_unreadable_entries_and_lists_the_rest(user_zoo):
+    good = _export_tiny(user_zoo, "good")
+    newer = _export_tiny(user_zoo, "newer")
+    _edit_manifest(newer, format_version=99)
+    broken = user_zoo / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    odd = _export_tiny(user_zoo, "odd")
+    _edit_manifest(odd, provenance=["not", "a", "mapping"])
+    rows = {row["name"]: row for row in zoo.list_entries()}
+    assert rows["good"]["kind"] == "drift" and rows["good"]["unreadable"] is None
+    assert rows["lpo-cartpole-demo"]["kind"] == "drift"
+    assert "format_version" in rows["newer"]["unreadable"] and rows["newer"]["kind"] is None
+    assert "not valid JSON" in rows["broken"]["unreadable"]
+    assert "malformed manifest" in rows["odd"]["unreadable"]
+    assert zoo.load(good).name == "good"
 
 
 def test_wrong_format_string_is_refused(tmp_path):
@@ -217,12 +299,13 @@ def test_missing_files_are_reported(tmp_path):
 
 def test_params_unlike_the_component_are_refused(tmp_path):
     entry = _export_tiny(tmp_path)
-    _edit_manifest(entry, component={"drift": "lpo", "hidden": 16},
+    _edit_manifest(entry, rehash=True, component={"drift": "lpo", "hidden": 16},
                    params_shapes={"w1": [8, 8], "w2": [8, 1]})
     mismatch = r"(?s)do not fit the component.*\n  w1: expected float32\[8, 16\], got"
     with pytest.raises(ZooError, match=mismatch):
         zoo.load(entry)
-    _edit_manifest(entry, component=TINY_DRIFT, params_shapes={"w1": [8, 4], "w2": [8, 1]})
+    _edit_manifest(entry, rehash=True, component=TINY_DRIFT,
+                   params_shapes={"w1": [8, 4], "w2": [8, 1]})
     with pytest.raises(ZooError, match="'params_shapes'"):
         zoo.load(entry)
     with pytest.raises(ZooError, match="do not fit the component"):
@@ -297,6 +380,7 @@ def test_unknown_zoo_name_lists_the_available_ones(user_zoo):
 def test_shipped_lpo_drift_loads_and_is_a_mirror_learning_drift():
     entry = zoo.load("zoo:lpo-cartpole-demo")
     assert entry.path == zoo.SHIPPED_ZOO / "lpo-cartpole-demo"
+    assert entry.manifest["format_version"] == zoo.ZOO_FORMAT_VERSION  # behaviour-hashed
     assert entry.kind == "drift" and entry.manifest["component"]["drift"] == "lpo"
     assert entry.manifest["provenance"]["run_name"] == "lpo-cartpole-demo"
     assert any(row["name"] == "lpo-cartpole-demo" for row in zoo.list_entries())
