@@ -4,6 +4,10 @@ from envs.xla_flags import configure_xla_flags
 
 configure_xla_flags()
 
+from envs.compilation_cache import configure_compilation_cache  # noqa: E402
+
+configure_compilation_cache()
+
 from envs.gridworld import GridParams, GridState, GridWorld, make_layout, sample_level  # noqa: E402
 from envs.registry import list_envs, make  # noqa: E402
 
