@@ -20,7 +20,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n auto --maxprocesses 4 --dist loadfile --durations=25
 
 benchmark: install
 	$(BIN)/python benchmarks/ppo_throughput.py

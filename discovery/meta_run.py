@@ -18,11 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from discovery.config import save_config, to_dict
 from discovery.drift import make_dpo_drift, make_ppo_drift
 from discovery.files import write_bytes_atomic, write_json
 from discovery.plots import plot_drifts, plot_fitness
-from discovery.run_folder import RunFolderPlan, prepare_run_folder, record_resume
+from discovery.run_folder import RunFolderPlan, start_run
 from discovery.stats import summarise_over_seeds
 from discovery.tasks import make_evaluator, ppo_params_for
 from meta.loop import MetaTrainConfig, MetaTrainResult, meta_train
@@ -154,13 +153,8 @@ def run_meta_training(
     from rich.console import Console
 
     console = Console()
-    if plan is None:
-        plan = prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite)
-    for note in plan.notes:
-        console.print(f"[yellow]resume:[/] {note}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    record_resume(run_dir, plan)
+    plan = start_run(run_dir, config, resume=resume, overwrite=overwrite, plan=plan,
+                     report=lambda note: console.print(f"[yellow]resume:[/] {note}"))
     console.print(
         f"[bold]meta-train[/] {config.task.drift} on {', '.join(config.task.envs)}: "
         f"{config.generations} generations x population {config.es.population_size} "

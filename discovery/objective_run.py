@@ -27,13 +27,12 @@ import numpy as np
 import envs as env_registry
 from agents.a2c import make_a2c
 from agents.lpg_agent import lifetime_final_return, lifetime_final_reward_rate
-from discovery.config import save_config, to_dict
 from discovery.files import write_json
 from discovery.lpg_task import make_objective_evaluator
 from discovery.meta_run import generation_progress, load_params, save_params
 from discovery.objective import make_objective
 from discovery.plots import plot_metric_history
-from discovery.run_folder import RunFolderPlan, prepare_run_folder, record_resume
+from discovery.run_folder import RunFolderPlan, start_run
 from discovery.stats import summarise_over_seeds
 from envs.registry import GRIDWORLD_PREFIX
 from meta.objective_loop import (
@@ -155,13 +154,8 @@ def run_objective_meta_training(
     from rich.console import Console
 
     console = Console()
-    if plan is None:
-        plan = prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite)
-    for note in plan.notes:
-        console.print(f"[yellow]resume:[/] {note}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    record_resume(run_dir, plan)
+    plan = start_run(run_dir, config, resume=resume, overwrite=overwrite, plan=plan,
+                     report=lambda note: console.print(f"[yellow]resume:[/] {note}"))
     console.print(
         f"[bold]meta-train[/] {config.objective.kind} by {config.optimizer} on "
         f"{', '.join(config.levels.train)}: {config.generations} generations -> {run_dir}"

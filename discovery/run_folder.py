@@ -14,7 +14,7 @@ import datetime
 import hashlib
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,29 @@ def prepare_run_folder(
             f"cannot resume {run_dir}: no checkpoint is readable:\n  " + "\n  ".join(skipped)
         )
     return RunFolderPlan(checkpoint=None, notes=("no checkpoint yet: starting at generation 0",))
+
+
+def start_run(
+    run_dir: Path,
+    config: Any,
+    *,
+    resume: bool,
+    overwrite: bool,
+    plan: RunFolderPlan | None,
+    report: Callable[[str], None],
+) -> RunFolderPlan:
+    """Check the folder (unless ``plan`` is that check's result already), tell ``report``
+    what the user should know, then write ``config.yaml`` and any resume record."""
+    from discovery.config import save_config, to_dict
+
+    if plan is None:
+        plan = prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite)
+    for note in plan.notes:
+        report(note)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    record_resume(run_dir, plan)
+    return plan
 
 
 def record_resume(run_dir: Path, plan: RunFolderPlan) -> None:

@@ -2,13 +2,22 @@
 before any test module starts JAX's backend, with JAX's persistent compilation cache in
 a fresh folder for this session: tests that rebuild the same program (every tiny
 meta-training run builds its baselines anew) load it instead of compiling it again,
-while the suite still starts cold, as on a fresh machine."""
+while the suite still starts cold, as on a fresh machine. pytest-xdist's workers
+inherit the folder from the controller, which removes it at the end."""
 
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault(
-    "DISCOVERY_COMPILATION_CACHE", tempfile.mkdtemp(prefix="discovery-tests-jax-cache-")
-)
+_CACHE_ENV = "DISCOVERY_COMPILATION_CACHE"
+_OWN_CACHE = None
+if _CACHE_ENV not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="discovery-tests-jax-cache-")
+    os.environ[_CACHE_ENV] = _OWN_CACHE
 
 import envs  # noqa: E402, F401
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)

@@ -58,10 +58,12 @@ CURRICULA = {
 }
 
 
+# Meta-gradients with DR run the same loop as with PLR (minus the curriculum state that
+# metagrad-plr checks too), so that pair is left out to keep the suite's time down; ES
+# with DR takes a branch of its own (no curriculum) and stays.
 @pytest.mark.parametrize(
     "optimizer, curriculum",
-    [("metagrad", "dr"), ("es", "dr"), ("metagrad", "plr"), ("metagrad", "alp_gmm"),
-     ("es", "plr")],
+    [("es", "dr"), ("metagrad", "plr"), ("metagrad", "alp_gmm"), ("es", "plr")],
 )
 def test_a_killed_run_resumes_exactly(tmp_path, optimizer, curriculum):
     config = replace(TINY, optimizer=optimizer, curriculum=CURRICULA[curriculum])
