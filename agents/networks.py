@@ -8,6 +8,7 @@ state-independent log standard deviation); :class:`PolicyOutput` carries either.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -114,3 +115,9 @@ class ActorCritic(nn.Module):
         critic = _Torso(self.hidden_sizes, self.activation, self.conv, name="critic_torso")(obs)
         value = _dense(1, 1.0)(critic)[..., 0]
         return policy, value
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every leaf of a pytree (e.g. an agent's params) is finite: a scalar bool,
+    the test for a diverged agent."""
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from agents.networks import ActorCritic
+from agents.networks import ActorCritic, all_finite
 from agents.rollout import Transition, gae
 from envs import wrappers
 
@@ -347,10 +347,7 @@ def diverged(state: PPOState, metrics: Metrics) -> jax.Array:
     """True when training diverged: a non-finite loss at any update or non-finite final
     params. Shapes: one agent's ``train`` outputs (vmap for more)."""
     losses = jnp.stack([metrics["actor_loss"], metrics["value_loss"]])
-    params_finite = jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.params)])
-    )
-    return ~(jnp.all(jnp.isfinite(losses)) & params_finite)
+    return ~(jnp.all(jnp.isfinite(losses)) & all_finite(state.params))
 
 
 def episode_limit(env_params: Any) -> int:

@@ -52,6 +52,7 @@ from agents.lpg_agent import (
     make_lpg_agent,
     sample_lifetime,
 )
+from agents.networks import all_finite
 from discovery.objective import Objective
 from envs import gridworld
 from envs.levels import LevelSpace, make_level_space
@@ -220,7 +221,7 @@ def make_objective_task(
         rate = lifetime_final_reward_rate(metrics, config.final_fraction)
         # A diverged agent can still collect finite rewards (acting on NaN logits picks
         # some action), so its params are checked too.
-        finite = jax.vmap(_all_finite)(states.params) & jnp.isfinite(rate)
+        finite = jax.vmap(all_finite)(states.params) & jnp.isfinite(rate)
         return jnp.where(finite, rate, jnp.nan)
 
     def antagonist_rates(keys, level_batch, lifetimes):
@@ -279,11 +280,6 @@ def score_population(scores: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]
     level_return = jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
     diverged = 1.0 - count.astype(jnp.float32) / scores.shape[0]
     return fitness, {"return": level_return, "diverged_fraction": diverged}
-
-
-def _all_finite(tree: Any) -> jax.Array:
-    """Whether every leaf of ``tree`` is finite (a scalar bool)."""
-    return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def make_objective_evaluator(

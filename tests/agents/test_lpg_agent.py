@@ -60,16 +60,9 @@ class ReturnObjective:
 
 
 @dataclass(frozen=True)
-class PeakedObjective:
+class PeakedObjective(ReturnObjective):
     """REINFORCE's ``pi_hat`` times ``params["scale"]``, and a peaked ``y_hat`` (so the
     prediction has a gradient to follow from a uniform ``y`` at birth)."""
-
-    config: _ObjectiveConfig = _ObjectiveConfig()
-
-    @staticmethod
-    def init(key):
-        del key
-        return {"scale": jnp.float32(1.0)}
 
     @staticmethod
     def apply(params, inputs: ObjectiveInputs) -> ObjectiveTargets:
