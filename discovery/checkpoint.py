@@ -289,8 +289,12 @@ def _match(ref: Any, got: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"{where}: target has {_show(ref)}, checkpoint has {_show(got)}")
         elif isinstance(ref, (jax.Array, jax.ShapeDtypeStruct)):
             value = _weak(got, ref.dtype) if getattr(ref, "weak_type", False) else got
-            sharding = getattr(ref, "sharding", None)  # Same placement as the target.
-            return jnp.asarray(value) if sharding is None else jax.device_put(value, sharding)
+            # Same placement as the target, committed only where the target is: a
+            # committed copy of an uncommitted array lowers to a program with explicit
+            # shardings, a different compilation-cache key (a recompile on every resume).
+            if not getattr(ref, "committed", False):
+                return jnp.asarray(value)
+            return jax.device_put(value, ref.sharding)
         elif isinstance(ref, np.ndarray):
             return np.array(got)  # Writable copy (msgpack buffers are read-only).
         return got

@@ -493,7 +493,12 @@ def _check_evaluation(entry: Any, config: Any, overrides: Sequence[str]) -> None
         ppo = from_dict(PPOConfig, task.get("ppo", {}),
                         source="the component's meta-training config")
         ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
-        _ppo_memory(config.seeds, ppo, names, f"--seeds {config.seeds}",
+        from discovery.evaluate import DRIFT_METHODS
+
+        # The learned drift, PPO-clip and DPO train together, in one program per env.
+        agents = config.seeds * len(DRIFT_METHODS)
+        _ppo_memory(agents, ppo, names,
+                    f"--seeds {config.seeds} x {len(DRIFT_METHODS)} drifts",
                     "--seeds, ppo.num_envs or ppo.num_steps", together=False)
         return
     from envs.registry import GRIDWORLD_PREFIX

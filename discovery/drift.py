@@ -15,7 +15,7 @@ a meta-optimiser can search over or vmap across a population.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,6 +204,38 @@ _DRIFTS: dict[str, Callable[..., Drift]] = {
     "lpo": make_lpo_drift,
     "ta_lpo": lambda **kw: make_lpo_drift(temporally_aware=True, **kw),
 }
+
+
+def make_drift_choice(drifts: Sequence[Drift]) -> Drift:
+    """One drift that acts as any of ``drifts``, picked by a traced index in its params.
+
+    Params are ``{"index": int32, "members": (params of each drift, ...)}``. Vmapping an
+    agent over ``index`` alone trains agents with every drift in one compiled program
+    (same keys, so the comparison is paired) instead of one program per drift; under
+    vmap every drift is computed and the chosen one selected, cheap beside the agent's
+    network and environment.
+    """
+    drifts = tuple(drifts)
+
+    def init(key: jax.Array) -> Params:
+        keys = jax.random.split(key, len(drifts))
+        return {"index": jnp.int32(0),
+                "members": tuple(d.init(k) for d, k in zip(drifts, keys))}
+
+    def branch(position: int) -> Callable[..., jax.Array]:
+        def apply_one(members, ratio, advantage, progress):
+            return drifts[position](members[position], ratio, advantage, progress)
+
+        return apply_one
+
+    branches = [branch(position) for position in range(len(drifts))]
+
+    def apply(params, ratio, advantage, progress):
+        return jax.lax.switch(
+            params["index"], branches, params["members"], ratio, advantage, progress
+        )
+
+    return Drift("choice(" + ",".join(d.name for d in drifts) + ")", init, apply)
 
 
 def list_drifts() -> list[str]:

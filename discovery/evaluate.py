@@ -33,7 +33,7 @@ from agents.lpg_agent import LPGAgentConfig, make_lpg_agent
 from agents.ppo import PPOConfig
 from discovery import stats
 from discovery.config import apply_overrides, from_dict
-from discovery.drift import make_drift
+from discovery.drift import make_drift, make_drift_choice
 from discovery.files import write_json, write_text_atomic
 from discovery.plots import pyplot
 from discovery.tasks import DriftTaskConfig, make_agent_score, random_policy_return
@@ -95,14 +95,15 @@ def _component_config(entry: Any) -> dict[str, Any]:
     return dict(entry.manifest.get("provenance", {}).get("config") or {})
 
 
-def _drift_methods(entry: Any) -> dict[str, tuple[Any, Any]]:
-    learned = entry.drift()
+DRIFT_METHODS = ("learned", "ppo_clip", "dpo")
+
+
+def _drift_choice(entry: Any) -> tuple[Any, tuple[Any, ...]]:
+    """The learned drift and the hand-designed ones, in ``DRIFT_METHODS`` order, as one
+    drift choice (``make_drift_choice``), and each one's params."""
     ppo, dpo = make_drift("ppo"), make_drift("dpo")
-    return {
-        "learned": (learned, entry.params),
-        "ppo_clip": (ppo, ppo.init(jax.random.key(0))),
-        "dpo": (dpo, dpo.init(jax.random.key(0))),
-    }
+    choice = make_drift_choice([entry.drift(), ppo, dpo])
+    return choice, (entry.params, ppo.init(jax.random.key(0)), dpo.init(jax.random.key(0)))
 
 
 def _evaluate_drift(
@@ -116,7 +117,9 @@ def _evaluate_drift(
     env_names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
     scoring = DriftTaskConfig(score=task.get("score", "evaluation"),
                               final_fraction=config.final_fraction)
-    methods = _drift_methods(entry)
+    choice, members = _drift_choice(entry)
+    every_method = {"index": jnp.arange(len(DRIFT_METHODS), dtype=jnp.int32),
+                    "members": members}
     results: dict[float, dict[str, dict[str, MethodCurves]]] = {}
     env_keys = jax.random.split(jax.random.key(config.seed), len(env_names))
     for horizon in config.horizons:
@@ -126,17 +129,20 @@ def _evaluate_drift(
         for name, key in zip(env_names, env_keys):
             env, env_params = env_registry.make(name)
             keys = jax.random.split(key, config.seeds)
-            per_method = {}
-            for method, (drift, params) in methods.items():
-                score = make_agent_score(scoring, ppo_h, env, env_params, drift)
-                final, metrics = jax.jit(jax.vmap(score, in_axes=(0, None, None)))(
-                    keys, params, ppo_h.hyperparams()
-                )
-                per_method[method] = MethodCurves(
-                    np.asarray(metrics["latest_return"], dtype=np.float64),
-                    np.asarray(final, dtype=np.float64),
+            # Every method's seeds in one program: [methods, seeds] agents, paired keys.
+            score = make_agent_score(scoring, ppo_h, env, env_params, choice)
+            over_seeds = jax.vmap(score, in_axes=(0, None, None))
+            over_methods = jax.vmap(over_seeds, in_axes=(None, {"index": 0, "members": None},
+                                                         None))
+            final, metrics = jax.jit(over_methods)(keys, every_method, ppo_h.hyperparams())
+            per_method = {
+                method: MethodCurves(
+                    np.asarray(metrics["latest_return"][row], dtype=np.float64),
+                    np.asarray(final[row], dtype=np.float64),
                     ppo_h.steps_per_update,
                 )
+                for row, method in enumerate(DRIFT_METHODS)
+            }
             results[horizon][name] = per_method
     return results, list(env_names), float(ppo.total_timesteps), "env steps", scoring.score
 

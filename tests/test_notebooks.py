@@ -2,7 +2,10 @@
 
 Each notebook is executed as a copy in a temporary folder (so its ``runs/`` land there)
 by nbclient, with the ``python3`` kernel, which jupyter_client starts with this
-interpreter (the venv's); any cell error fails the test. The structure checks are fast:
+interpreter (the venv's); any cell error fails the test. As papermill does, a cell that
+sets smaller values is injected after the ``parameters`` cell: every code path runs, at
+sizes that keep the suite short (the notebooks' own CPU values run for minutes each).
+The structure checks are fast:
 a markdown title, the Colab install + accelerator-detection cell, a cell tagged
 ``parameters`` with GPU values in comments, and no stored outputs.
 """
@@ -10,6 +13,7 @@ a markdown title, the Colab install + accelerator-detection cell, a cell tagged
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -23,6 +27,28 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 INSTALL_URL = "git+https://github.com/discovery-rl/discovery"
 KERNEL = "python3"
+
+# Per notebook, the values injected after its parameters cell (names it must define).
+TEST_PARAMETERS = {
+    "01_quickstart": {
+        "SEEDS": 2, "CARTPOLE_STEPS": 2048, "MINATAR_STEPS": 1024,
+        "MINATAR_NUM_ENVS": 4, "MINATAR_NUM_STEPS": 32,
+    },
+    "02_discover_a_drift": {
+        "GENERATIONS": 2, "POPULATION": 2, "SEEDS": 1, "EVAL_STEPS": 4096, "EVAL_SEEDS": 2,
+    },
+    "03_learned_objectives": {
+        "GRID_SIZE": 5, "NUM_ENVS": 4, "HIDDEN": 8, "EVAL_SEEDS": 2, "EVAL_LIFETIME": 10,
+        "LPG_GENERATIONS": 4, "LPG_AGENTS": 2, "LPG_LIFETIME": 4,
+        "ES_GENERATIONS": 2, "ES_POPULATION": 2, "ES_AGENTS": 2, "ES_LIFETIME_MAX": 12,
+    },
+    "04_curricula": {
+        # Lifetimes of 3 updates, so that levels finish, are scored and fill the buffer.
+        "GENERATIONS": 8, "BUFFER_SIZE": 8, "GRID_SIZE": 5, "NUM_ENVS": 4, "HIDDEN": 8,
+        "AGENTS": 4, "LIFETIME": 3, "EVAL_SEEDS": 2, "EVAL_LIFETIME": 10,
+    },
+    "05_evaluate_and_zoo": {"EVAL_SEEDS": 2, "HORIZONS": (0.25,)},
+}
 
 
 def _read(path: Path):
@@ -39,8 +65,23 @@ def _client(notebook, folder: Path, timeout: int = 300):
     )
 
 
+def _inject_test_parameters(notebook, values: dict) -> None:
+    """Insert a cell setting ``values`` after the ``parameters`` cell, which must define
+    every one of them (so a renamed parameter fails here, not silently)."""
+    index, cell = next((i, c) for i, c in enumerate(notebook.cells)
+                       if "parameters" in c.metadata.get("tags", []))
+    for name in values:
+        assert re.search(rf"^{name}\s*=", cell.source, re.MULTILINE), (
+            f"the parameters cell does not define {name}")
+    source = "\n".join(f"{name} = {value!r}" for name, value in values.items())
+    injected = nbformat.v4.new_code_cell(source)
+    injected.metadata["tags"] = ["injected-parameters"]
+    notebook.cells.insert(index + 1, injected)
+
+
 def test_notebooks_are_there():
     names = [path.name for path in NOTEBOOKS]
+    assert sorted(TEST_PARAMETERS) == [path.stem for path in NOTEBOOKS]
     assert names[:5] == [
         "01_quickstart.ipynb",
         "02_discover_a_drift.ipynb",
@@ -100,6 +141,7 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     copy = tmp_path / path.name
     shutil.copyfile(path, copy)
     notebook = _read(copy)
+    _inject_test_parameters(notebook, TEST_PARAMETERS[path.stem])
     try:
         _client(notebook, tmp_path).execute()
     except nbclient.exceptions.CellExecutionError as error:

@@ -85,6 +85,21 @@ def test_round_trip_is_bit_exact_with_typed_keys(tmp_path):
     assert info["path"] == path
 
 
+def test_restored_arrays_are_committed_only_where_the_target_is(tmp_path):
+    """An uncommitted leaf restored as a committed one lowers to a program with explicit
+    shardings: a new compilation-cache key, so every resumed run compiled again."""
+    state = {"free": jnp.ones(3), "placed": jax.device_put(jnp.ones(3), jax.devices()[0])}
+    save_checkpoint(tmp_path, 1, state)
+    restored, _ = load_checkpoint(tmp_path, target=state)
+    assert not restored["free"].committed
+    assert restored["placed"].committed and restored["placed"].sharding == state["placed"].sharding
+
+    def f(x):
+        return x * 2
+
+    assert jax.jit(f).lower(restored["free"]).as_text() == jax.jit(f).lower(jnp.ones(3)).as_text()
+
+
 def test_abstract_target_and_directory_path(tmp_path):
     state = make_state(0)
     save_checkpoint(tmp_path, 1, state)

@@ -100,3 +100,20 @@ def test_ta_lpo_sees_progress():
 def test_unknown_drift_error_lists_allowed():
     with pytest.raises(ValueError, match="allowed.*dpo"):
         drift_lib.make_drift("trpo")
+
+
+def test_a_drift_choice_is_each_of_its_drifts_also_vmapped_over_the_index():
+    drifts = [drift_lib.make_drift(name) for name in ("ta_lpo", "ppo", "dpo")]
+    members = tuple(_random_params(d, jax.random.key(i)) for i, d in enumerate(drifts))
+    choice = drift_lib.make_drift_choice(drifts)
+    assert jax.tree.structure(choice.init(jax.random.key(0))["members"]) == (
+        jax.tree.structure(members))
+    progress = jnp.float32(0.3)
+    expected = np.stack([d(m, GRID_R, GRID_A, progress) for d, m in zip(drifts, members)])
+    for index in range(3):
+        got = choice({"index": jnp.int32(index), "members": members}, GRID_R, GRID_A, progress)
+        np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-6)
+    batched = jax.jit(jax.vmap(
+        lambda i: choice({"index": i, "members": members}, GRID_R, GRID_A, progress)
+    ))(jnp.arange(3, dtype=jnp.int32))
+    np.testing.assert_allclose(batched, expected, rtol=1e-5, atol=1e-6)

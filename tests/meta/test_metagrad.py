@@ -73,16 +73,22 @@ def test_meta_gradient_matches_finite_differences():
         to64 = lambda tree: jax.tree.map(
             lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
         )
-        theta = to64(objective.init(jax.random.key(2)))
-        agents = metagrad.init(jax.random.key(3), theta).agents
-        agents = agents.replace(
-            params=to64(agents.params),
-            opt_state=to64(agents.opt_state),
-            critic_params=to64(agents.critic_params),
-            critic_opt_state=to64(agents.critic_opt_state),
-        )
+        # Built under jit: op by op, the setup alone compiled ~150 small programs.
+        theta = jax.jit(lambda key: to64(objective.init(key)))(jax.random.key(2))
+
+        @jax.jit
+        def init_agents(key, theta):
+            agents = metagrad.init(key, theta).agents
+            return agents.replace(
+                params=to64(agents.params),
+                opt_state=to64(agents.opt_state),
+                critic_params=to64(agents.critic_params),
+                critic_opt_state=to64(agents.critic_opt_state),
+            )
+
+        agents = init_agents(jax.random.key(3), theta)
         loss = jax.jit(lambda p: metagrad.loss(p, agents)[0])
-        grad = jax.grad(loss)(theta)
+        grad = jax.jit(jax.grad(loss))(theta)
         direction = jax.tree.map(
             lambda x, k: jax.random.normal(k, x.shape, x.dtype),
             theta,
