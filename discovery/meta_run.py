@@ -21,7 +21,7 @@ from flax import serialization
 from discovery.drift import make_dpo_drift, make_ppo_drift
 from discovery.files import write_bytes_atomic, write_json
 from discovery.plots import plot_drifts, plot_fitness
-from discovery.run_folder import RunFolderPlan, start_run
+from discovery.run_folder import RunFolderPlan, start_run, writes_results
 from discovery.stats import summarise_over_seeds
 from discovery.tasks import make_evaluator, ppo_params_for
 from meta.loop import MetaTrainConfig, MetaTrainResult, meta_train
@@ -144,7 +144,8 @@ def run_meta_training(
     overwrite: bool = False,
     plan: RunFolderPlan | None = None,
 ) -> dict:
-    """Meta-train with a rich progress bar; returns the run's summary. ``tracker``
+    """Meta-train with a rich progress bar; returns the run's summary (empty on the
+    processes of a ``jax.distributed`` job other than process 0). ``tracker``
     (:mod:`discovery.tracking`) also receives every generation's record.
 
     The run folder is checked first (:func:`discovery.run_folder.prepare_run_folder`,
@@ -175,6 +176,8 @@ def run_meta_training(
 
         result = meta_train(config, run_dir, resume=resume, on_generation=on_generation,
                             checkpoint=plan.checkpoint)
+    if not writes_results(console.print):
+        return {}
     summary = write_results(result, config)
     console.print(
         f"fitness (population mean, {config.task.normalise} normalised): first "

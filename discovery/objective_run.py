@@ -32,7 +32,7 @@ from discovery.lpg_task import make_objective_evaluator
 from discovery.meta_run import generation_progress, load_params, save_params
 from discovery.objective import make_objective
 from discovery.plots import plot_metric_history
-from discovery.run_folder import RunFolderPlan, start_run
+from discovery.run_folder import RunFolderPlan, start_run, writes_results
 from discovery.stats import summarise_over_seeds
 from envs.registry import GRIDWORLD_PREFIX
 from meta.objective_loop import (
@@ -145,7 +145,8 @@ def run_objective_meta_training(
     overwrite: bool = False,
     plan: RunFolderPlan | None = None,
 ) -> dict[str, Any]:
-    """Meta-train an objective with a progress bar; returns the run's summary. ``tracker``
+    """Meta-train an objective with a progress bar; returns the run's summary (empty on
+    the processes of a ``jax.distributed`` job other than process 0). ``tracker``
     (:mod:`discovery.tracking`) also receives every generation's record.
 
     The run folder is checked first (:func:`discovery.run_folder.prepare_run_folder`,
@@ -182,6 +183,8 @@ def run_objective_meta_training(
 
         result = meta_train_objective(config, run_dir, resume=resume, on_generation=on_generation,
                                       checkpoint=plan.checkpoint)
+    if not writes_results(console.print):
+        return {}
     summary = write_objective_results(result, config)
     evaluation = summary["evaluation"]
     seeds = evaluation["seeds"]

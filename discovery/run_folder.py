@@ -155,6 +155,19 @@ def record_resume(run_dir: Path, plan: RunFolderPlan) -> None:
         f.write(dumps(record) + "\n")
 
 
+def writes_results(report: Callable[[str], None]) -> bool:
+    """Whether this process writes the run's results: in a ``jax.distributed`` job every
+    process scores its share of the population and process 0 alone writes the run;
+    the others ``report`` that they are done."""
+    import jax
+
+    if jax.process_index() == 0:
+        return True
+    report(f"process {jax.process_index()} of {jax.process_count()}: done; "
+           "process 0 writes the results")
+    return False
+
+
 def _describe(run_dir: Path) -> str:
     checkpoints = list_checkpoints(run_dir / "checkpoints")
     if checkpoints:

@@ -8,6 +8,10 @@ from envs.compilation_cache import configure_compilation_cache  # noqa: E402
 
 configure_compilation_cache()
 
+from envs.distributed import join_distributed_job  # noqa: E402
+
+join_distributed_job()  # before gymnax (imported below) starts the backend
+
 from envs.gridworld import GridParams, GridState, GridWorld, make_layout, sample_level  # noqa: E402
 from envs.registry import list_envs, make  # noqa: E402
 

@@ -12,7 +12,6 @@ cut back to the checkpoint's generation.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from discovery import checkpoint as ckpt
 from discovery.config import to_dict
 from discovery.files import dumps, write_text_atomic
 from discovery.tasks import DriftTask, DriftTaskConfig, make_drift_task
+from envs.distributed import join_distributed_job
 from meta.es import ESConfig, EvolutionStrategy, make_es
 
 
@@ -84,18 +84,9 @@ class LoopState:
 
 
 def maybe_initialize_distributed() -> None:
-    """Join a multi-host job when the standard JAX coordinator variables are set."""
-    if os.environ.get("JAX_COORDINATOR_ADDRESS") and not _distributed_started():
-        jax.distributed.initialize()
-
-
-def _distributed_started() -> bool:
-    try:
-        from jax._src import distributed
-
-        return distributed.global_state.client is not None
-    except Exception:
-        return False
+    """Join a multi-host job when the standard JAX coordinator variables are set (the
+    package's import has normally joined already: ``envs.distributed``)."""
+    join_distributed_job()
 
 
 def population_devices(population_size: int) -> list[jax.Device] | None:

@@ -1,0 +1,68 @@
+"""The multi-host path: `discover meta-train` as two local `jax.distributed` processes
+gives the same metrics as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from discovery.cli import main
+
+TINY = ["--set", "generations=2", "--set", "checkpoint_every=1",
+        "--set", "es.population_size=4", "--set", "task.seeds=1",
+        "--set", "task.baseline_seeds=2", "--set", "task.normalise=none",
+        "--set", "task.ppo.num_envs=2", "--set", "task.ppo.num_steps=16",
+        "--set", "task.ppo.total_timesteps=64", "--set", "task.ppo.num_minibatches=2",
+        "--set", "task.ppo.update_epochs=1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        record.pop("wall_time_s")
+    return records
+
+
+@pytest.mark.timeout(400)
+def test_two_processes_give_the_metrics_of_one(tmp_path):
+    discover = shutil.which("discover", path=os.path.dirname(sys.executable))
+    assert discover, "the discover console script is not installed beside this Python"
+    port = _free_port()
+    processes = []
+    for process_id in range(2):
+        env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                   JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(process_id))
+        argv = [discover, "meta-train", "configs/lpo_cartpole.yaml", "--name", "run",
+                "--runs-dir", str(tmp_path / f"process{process_id}"), *TINY]
+        processes.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=300)[0])
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            pytest.fail("a jax.distributed process hung")
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    assert "process 1 of 2: done" in outputs[1]
+
+    assert main(["meta-train", "configs/lpo_cartpole.yaml", "--name", "run",
+                 "--runs-dir", str(tmp_path / "single"), *TINY]) == 0
+    # Process 0 wrote the run; the population was scored half on each process.
+    assert _metrics(tmp_path / "process0" / "run") == _metrics(tmp_path / "single" / "run")
+    assert not (tmp_path / "process1" / "run" / "metrics.jsonl").exists()
