@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from discovery.checkpoint import CheckpointError, list_checkpoints, read_checkpoint_metadata
 from discovery.files import dumps
 
@@ -159,8 +161,6 @@ def writes_results(report: Callable[[str], None]) -> bool:
     """Whether this process writes the run's results: in a ``jax.distributed`` job every
     process scores its share of the population and process 0 alone writes the run;
     the others ``report`` that they are done."""
-    import jax
-
     if jax.process_index() == 0:
         return True
     report(f"process {jax.process_index()} of {jax.process_count()}: done; "

@@ -83,12 +83,6 @@ class LoopState:
     best_fitness: jax.Array
 
 
-def maybe_initialize_distributed() -> None:
-    """Join a multi-host job when the standard JAX coordinator variables are set (the
-    package's import has normally joined already: ``envs.distributed``)."""
-    join_distributed_job()
-
-
 def population_devices(population_size: int) -> list[jax.Device] | None:
     """The devices the population is split over, or ``None`` to score it on one device
     (a single device, or a population that does not divide evenly over the devices)."""
@@ -343,7 +337,7 @@ def meta_train(
     would (used to test resume). ``checkpoint`` picks the checkpoint a resume loads
     (default: the latest). Every checkpoint records the config that made it.
     """
-    maybe_initialize_distributed()
+    join_distributed_job()  # a no-op once the package's import joined
     key = jax.random.key(config.seed)
     key_task, key_init, key_es, key_loop = jax.random.split(key, 4)
     task = make_drift_task(config.task, key_task)

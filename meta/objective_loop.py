@@ -40,6 +40,7 @@ from discovery.lpg_task import (
     make_objective_task,
 )
 from discovery.objective import Objective, ObjectiveConfig, make_objective
+from envs.distributed import join_distributed_job
 from meta.curricula import CurriculumConfig, LevelBatch, make_curriculum
 from meta.es import ESConfig, EvolutionStrategy, make_es
 from meta.loop import (
@@ -47,7 +48,6 @@ from meta.loop import (
     es_record_extras,
     initial_loop_state,
     make_generation_step,
-    maybe_initialize_distributed,
     population_devices,
     run_generations,
 )
@@ -201,7 +201,7 @@ def meta_train_objective(
     ``checkpoint`` picks the checkpoint a resume loads (default: the latest); every
     checkpoint records the config that made it (:mod:`discovery.run_folder`).
     """
-    maybe_initialize_distributed()
+    join_distributed_job()  # a no-op once the package's import joined
     objective = make_objective(config.objective)
     key = jax.random.key(config.seed)
     key_init, key_opt, key_loop = jax.random.split(key, 3)

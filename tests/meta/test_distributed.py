@@ -66,3 +66,16 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     # Process 0 wrote the run; the population was scored half on each process.
     assert _metrics(tmp_path / "process0" / "run") == _metrics(tmp_path / "single" / "run")
     assert not (tmp_path / "process1" / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("name, value", [("JAX_NUM_PROCESSES", "two"),
+                                         ("JAX_PROCESS_ID", "-1")])
+def test_a_bad_process_variable_is_named_before_joining(monkeypatch, name, value):
+    from envs.distributed import join_distributed_job
+
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("JAX_PROCESS_ID", "0")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"{name}='{value}': allowed: a non-negative integer"):
+        join_distributed_job()
