@@ -47,6 +47,16 @@ def dumps(value: Any, indent: int | None = None) -> str:
     return json.dumps(to_json(value), indent=indent, allow_nan=False)
 
 
+def loads_strict(text: str) -> Any:
+    """Parse ``text`` as strict JSON: ``NaN`` / ``Infinity`` raise ``ValueError`` (the
+    reader's side of :func:`dumps`, and how a standard parser sees our files)."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"non-strict JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: a temp file, fsynced, renamed over it."""
     path = Path(path)

@@ -1,6 +1,5 @@
 """The ``discover`` CLI: a real (tiny) training run, and clear errors for bad input."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import yaml
 import envs  # noqa: F401
 from discovery.cli import main
 from discovery.config import load_config
+from discovery.files import loads_strict
 from discovery.train import TrainConfig
 
 TINY = ["--set", "ppo.num_envs=4", "--set", "ppo.num_steps=32", "--set", "ppo.num_minibatches=2",
@@ -27,24 +27,16 @@ def test_train_writes_config_metrics_plot_and_summary(tmp_path):
     assert config.drift == "dpo" and config.seeds == 2 and config.ppo.total_timesteps == 1024
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == config.ppo.num_updates == 8
-    records = [_strict_json(line) for line in lines]  # no bare NaN where no episode ended
+    records = [loads_strict(line) for line in lines]  # no bare NaN where no episode ended
     record = records[-1]
     assert record["env_steps"] == 1024
     assert len(record["episode_return_per_seed"]) == 2
     assert all(r["latest_return"] is not None and r["latest_return_seeds"] == 2 for r in records)
     assert (run / "learning_curve.png").stat().st_size > 1000
-    summary = _strict_json((run / "summary.json").read_text())
+    summary = loads_strict((run / "summary.json").read_text())
     assert len(summary["final_return_per_seed"]) == 2
     assert summary["seeds"] + summary["diverged_seeds"] == 2
 
-
-def _strict_json(text):
-    """Parse as RFC 8259 JSON: NaN / Infinity are refused."""
-
-    def refuse(constant):
-        raise ValueError(f"non-strict JSON constant {constant}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def test_train_from_yaml_with_override(tmp_path):

@@ -1,21 +1,11 @@
 """The README's main command: the default meta-training run learns and writes its results."""
 
-import json
-
 import numpy as np
 import pytest
 
 import envs  # noqa: F401
 from discovery.cli import main
-
-
-def _strict_json(text: str):
-    """Parse as RFC 8259 JSON: NaN / Infinity are refused."""
-
-    def refuse(constant):
-        raise ValueError(f"non-strict JSON constant {constant}")
-
-    return json.loads(text, parse_constant=refuse)
+from discovery.files import loads_strict
 
 
 @pytest.mark.slow
@@ -33,13 +23,13 @@ def test_default_meta_training_runs_and_writes_strict_results(tmp_path):
                  "fitness.png", "drift.png", "summary.json"):
         assert (run / name).exists(), name
     assert list((run / "checkpoints").iterdir())
-    history = [_strict_json(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    history = [loads_strict(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 2
     for record in history:
         # Divergence is counted; on the demo's setting no member diverges.
         assert record["num_nonfinite"] == 0 and record["nonfinite_returns"] == 0, record
         assert np.isfinite(record["fitness_mean"]) and np.isfinite(record["returns_mean"][0])
-    summary = _strict_json((run / "summary.json").read_text())
+    summary = loads_strict((run / "summary.json").read_text())
     evaluation = summary["evaluation"]
     for method in ("learned", "ppo"):
         seeds = evaluation[f"{method}_seeds"][0] + evaluation[f"{method}_diverged_seeds"][0]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from discovery import tracking
+from discovery.files import loads_strict
 from discovery.tracking import (
     TRACKERS,
     FanOutTracker,
@@ -25,14 +26,6 @@ from discovery.tracking import (
 
 pytestmark = pytest.mark.timeout(120)
 
-
-def _strict_json(line: str) -> dict:
-    """json.loads that refuses NaN / Infinity, as a strict JSON reader would."""
-
-    def refuse(name: str) -> None:
-        raise ValueError(f"non-strict JSON constant {name}")
-
-    return json.loads(line, parse_constant=refuse)
 
 
 def _read_events(logdir: Path) -> list[Any]:
@@ -158,7 +151,7 @@ def test_jsonl_writes_strict_json_and_appends(tmp_path):
 
     lines = (tmp_path / "tracking.jsonl").read_text().splitlines()
     assert len(lines) == 3
-    first = _strict_json(lines[0])
+    first = loads_strict(lines[0])
     assert first == {
         "step": 0,
         "generation": 0,
@@ -170,8 +163,8 @@ def test_jsonl_writes_strict_json_and_appends(tmp_path):
         "strategy": "OpenAI_ES",
         "extra": {"regret": None, "levels": [0, 1]},
     }
-    assert [_strict_json(line)["step"] for line in lines] == [0, 1, 2]
-    assert _strict_json(lines[2])["fitness_mean"] == 3.0
+    assert [loads_strict(line)["step"] for line in lines] == [0, 1, 2]
+    assert loads_strict(lines[2])["fitness_mean"] == 3.0
 
 
 # --- tensorboard ------------------------------------------------------------------------
@@ -314,7 +307,7 @@ def test_fan_out_calls_every_backend(tmp_path, fake_wandb):
         ]
         tracker.log(7, {"fitness_mean": 0.75})
 
-    assert _strict_json((tmp_path / "tracking.jsonl").read_text()) == {
+    assert loads_strict((tmp_path / "tracking.jsonl").read_text()) == {
         "step": 7,
         "fitness_mean": 0.75,
     }
