@@ -1,7 +1,7 @@
-"""Compile and run time of PPO programs at XLA's LLVM optimisation levels (CPU).
+"""Compile and run time of PPO programs under sets of XLA CPU flags.
 
-Each measurement runs in a fresh process with ``--xla_backend_optimization_level=L``
-(unset = XLA's default) and the compilation cache off, so every compile is real:
+Each measurement runs in a fresh process with one set of flags added to the package's
+own (``default`` adds none) and the compilation cache off, so every compile is real:
 
 * ``compile``: lowering and compiling a tiny CartPole scoring program (PPO training plus
   the final-policy evaluation, 2 seeds vmapped), the kind of program every test and
@@ -9,11 +9,13 @@ Each measurement runs in a fresh process with ``--xla_backend_optimization_level
 * ``run``: a second call (compiled already) of CartPole, 4 envs x 128, 2e5 steps, and
   of Breakout-MinAtar, 64 envs x 128, 5e5 steps, 4 seeds vmapped each.
 
-Levels alternate over ``--repeats`` rounds, since a shared machine drifts. Prints a
-table and the command that reproduces it.
+The flag sets alternate over ``--repeats`` rounds, since a shared machine drifts.
+Prints a table and the command that reproduces it.
 
-    python benchmarks/xla_opt_level.py                 # default vs 1, 3 rounds
-    python benchmarks/xla_opt_level.py --levels default 0 1 --repeats 2
+    python benchmarks/xla_flags.py                     # default vs the tests' set, 3 rounds
+    python benchmarks/xla_flags.py --repeats 2 -- default \
+        "--xla_backend_optimization_level=1" \
+        "--xla_backend_optimization_level=1 --xla_cpu_use_fusion_emitters=false"
 """
 
 from __future__ import annotations
@@ -69,13 +71,14 @@ print(json.dumps(out))
 """
 
 
-def measure(level: str) -> dict[str, float]:
+TESTS_FLAGS = "--xla_backend_optimization_level=1 --xla_cpu_use_fusion_emitters=false"
+
+
+def measure(flag_set: str) -> dict[str, float]:
+    """One fresh process's figures with ``flag_set`` (``default``: none) added."""
     env = dict(os.environ, DISCOVERY_COMPILATION_CACHE="off")
-    flags = [flag for flag in env.get("XLA_FLAGS", "").split()
-             if not flag.startswith("--xla_backend_optimization_level")]
-    if level != "default":
-        flags.append(f"--xla_backend_optimization_level={level}")
-    env["XLA_FLAGS"] = " ".join(flags)
+    if flag_set != "default":
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag_set}".strip()
     done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
                           text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -83,31 +86,31 @@ def measure(level: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", nargs="+", default=["default", "1"],
-                        help="'default' (XLA's own) or an integer level")
+    parser.add_argument("flag_sets", nargs="*", default=["default", TESTS_FLAGS],
+                        help="each one set of XLA_FLAGS, quoted, after '--'; 'default' adds none")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    results: dict[str, list[dict[str, float]]] = {level: [] for level in args.levels}
+    results: dict[str, list[dict[str, float]]] = {flags: [] for flags in args.flag_sets}
     for round_index in range(args.repeats):
-        for level in args.levels:
-            results[level].append(measure(level))
-            print(f"round {round_index}, level {level}: {results[level][-1]}", flush=True)
+        for flags in args.flag_sets:
+            results[flags].append(measure(flags))
+            print(f"round {round_index}, {flags}: {results[flags][-1]}", flush=True)
 
     print(f"\n{platform.node()} ({os.cpu_count()} CPUs), mean ± s.d. over {args.repeats} "
           "rounds, seconds")
     fields = ["compile", "CartPole-v1", "Breakout-MinAtar"]
-    print("| level | tiny program compile | CartPole 2e5 x 4 seeds run "
+    print("| XLA_FLAGS added | tiny program compile | CartPole 2e5 x 4 seeds run "
           "| Breakout 5e5 x 4 seeds run |")
     print("|---|---|---|---|")
-    for level, runs in results.items():
+    for flags, runs in results.items():
         cells = []
         for name in fields:
             values = np.array([run[name] for run in runs])
             spread = values.std(ddof=1) if len(values) > 1 else 0.0
             cells.append(f"{values.mean():.2f} ± {spread:.2f}")
-        print(f"| {level} | " + " | ".join(cells) + " |")
-    print(f"\ncommand: python benchmarks/xla_opt_level.py --levels {' '.join(args.levels)} "
-          f"--repeats {args.repeats}")
+        print(f"| {flags} | " + " | ".join(cells) + " |")
+    quoted = " ".join(f'"{flags}"' for flags in args.flag_sets)
+    print(f"\ncommand: python benchmarks/xla_flags.py --repeats {args.repeats} -- {quoted}")
 
 
 if __name__ == "__main__":
