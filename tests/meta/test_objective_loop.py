@@ -135,18 +135,15 @@ def test_shipped_objective_configs_load(path):
 
 def test_discover_meta_train_runs_an_objective_config(tmp_path):
     from discovery.cli import main
+    from discovery.config import save_config
 
-    overrides = [
-        "generations=2", "checkpoint_every=1", "eval_seeds=2", "eval_lifetime=4",
-        "objective.hidden_size=8", "agent.num_envs=4", "agent.rollout_len=5",
-        "levels.max_size=4", "levels.max_objects=1", "levels.held_out=[sparse]",
-        "metagrad.num_agents=2", "metagrad.num_minibatches=1", "metagrad.unroll=1",
-        "metagrad.lifetime_min=4", "metagrad.lifetime_max=4",
-    ]
-    argv = ["meta-train", "configs/lpg_gridworld.yaml", "--runs-dir", str(tmp_path),
-            "--name", "cli"]
-    for override in overrides:
-        argv += ["--set", override]
+    # The metagrad-plr resume test's config (its programs are in the compilation cache by
+    # now), written as a file and run by the command, with overrides.
+    config = replace(TINY, optimizer="metagrad", curriculum=CURRICULA["plr"],
+                     generations=8, checkpoint_every=3)
+    path = save_config(config, tmp_path / "config.yaml")
+    argv = ["meta-train", str(path), "--runs-dir", str(tmp_path), "--name", "cli",
+            "--set", "generations=2", "--set", "checkpoint_every=1"]
     assert main(argv) == 0
     run_dir = tmp_path / "cli"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -156,6 +153,7 @@ def test_discover_meta_train_runs_an_objective_config(tmp_path):
         assert len(evaluation[name]["per_seed"][0]) == 2
     for name in ("objective_params.msgpack", "meta_training.png", "config.yaml"):
         assert (run_dir / name).exists()
+    assert len(_lines(run_dir)) == 2
 
 
 def test_bad_component_and_objective_fields_are_named(tmp_path, capsys):
