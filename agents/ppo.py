@@ -28,7 +28,8 @@ Metrics = dict[str, jax.Array]
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """Static PPO configuration; defaults are REFERENCE.md's CartPole baseline.
+    """Static PPO configuration; defaults are purejaxrl's CartPole-v1 PPO
+    baseline (the code of Lu et al., 2022, "Discovered Policy Optimisation").
 
     Fields that fix shapes or loop lengths are static; the float hyperparameters are
     also copied into :class:`PPOHyperparams` by :meth:`hyperparams` so they can be

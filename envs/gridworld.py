@@ -29,7 +29,8 @@ Observations (static ``observation``):
 - ``"features"``: one-hot agent cell [max_size**2], object-exists flags [max_objects],
   ``time * 0.001``; for function-approximation agents.
 
-The hand-made held-out levels (REFERENCE.md; objects as [reward, p_term, p_respawn])
+The hand-made held-out levels (Oh et al., 2020, "Discovering Reinforcement Learning
+Algorithms", as used by GROOVE; objects as [reward, p_term, p_respawn])
 give sizes, objects and lengths but no positions; the positions below are ours.
 Maps: ``#`` wall, ``S`` start, digit = object slot, ``.`` floor.
 

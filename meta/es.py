@@ -54,7 +54,8 @@ _UNUSED_TELL_KEY_SEED = 0
 class ESConfig:
     """Static configuration of an evolution strategy (frozen, hashable).
 
-    Defaults are the LPO MinAtar re-implementation setting (REFERENCE.md): OpenAI-ES,
+    Defaults are the LPO MinAtar re-implementation setting (Jackson et al., 2024,
+    "Discovering Temporally-Aware Reinforcement Learning Algorithms"): OpenAI-ES,
     population 64, sigma 0.03 x0.99 per generation floored at 0.01, Adam lr 0.03 x0.99
     floored at 0.001, centred ranks, antithetic pairs.
 
