@@ -1,5 +1,4 @@
-"""Inner-loop learners: pure init / act / update functions over flax dataclasses."""
+"""Inner-loop learners: pure init / act / update functions over flax dataclasses.
 
-from envs.xla_flags import configure_xla_flags
-
-configure_xla_flags()
+The parent package, ``discovery``, sets the XLA flags on import, before this one loads.
+"""

@@ -18,7 +18,7 @@ lifetime; algorithmic regret is its mean return minus the LPG agent's).
 ``network="tabular"`` is GROOVE's tabular agent: a bias-free linear actor and critic on
 the observation, which for one-hot observations is a table (initialised at zero:
 uniform policy, zero values), trained with SGD. ``network="mlp"`` uses separate ReLU
-towers (``agents.networks.ActorCritic``).
+towers (``discovery.agents.networks.ActorCritic``).
 
 Everything that fixes a shape or a loop length lives in :class:`A2CConfig`; the numbers
 one may sweep live in the traced :class:`A2CHyperparams`, so ``train`` vmaps over seeds,
@@ -35,11 +35,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from discovery.agents.networks import ActorCritic, PolicyOutput
+from discovery.agents.rollout import Transition, gae
+from discovery.envs import wrappers
 from flax import struct
-
-from agents.networks import ActorCritic, PolicyOutput
-from agents.rollout import Transition, gae
-from envs import wrappers
 
 Metrics = dict[str, jax.Array]
 

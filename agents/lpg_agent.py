@@ -12,7 +12,7 @@ have separate optimisers, as in GROOVE's inner loop (Jackson et al., 2023): each
 its own gradient's global norm, and the prediction has its own step size (tabular
 agents: SGD, policy lr 40, prediction lr 4), so a large policy gradient never shrinks
 the prediction's step. The targets are constants for the agent's own gradient but stay
-functions of the objective's params, so ``meta.metagrad`` can differentiate through a
+functions of the objective's params, so ``discovery.meta.metagrad`` can differentiate through a
 chain of updates.
 
 Everything an agent needs between updates, its level (``EnvParams``) and lifetime
@@ -40,10 +40,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from discovery.agents import distributions
+from discovery.envs import wrappers
 from flax import struct
-
-from agents import distributions
-from envs import wrappers
 
 Metrics = dict[str, jax.Array]
 

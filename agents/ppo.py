@@ -17,11 +17,10 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import optax
+from discovery.agents.networks import ActorCritic, all_finite
+from discovery.agents.rollout import Transition, gae
+from discovery.envs import wrappers
 from flax import struct
-
-from agents.networks import ActorCritic, all_finite
-from agents.rollout import Transition, gae
-from envs import wrappers
 
 Metrics = dict[str, jax.Array]
 

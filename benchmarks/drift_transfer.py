@@ -17,17 +17,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 
 # isort: split
 import jax
 import numpy as np
+from discovery.meta.loop import MetaTrainConfig
 
 from discovery.config import load_config
 from discovery.drift import make_drift
 from discovery.meta_run import load_params
 from discovery.tasks import DriftTaskConfig, evaluate_drift
-from meta.loop import MetaTrainConfig
 
 # Held-out environments and lifetimes (env steps per agent). CartPole at 8x the
 # meta-training lifetime asks the temporally-aware paper's question: does it generalise

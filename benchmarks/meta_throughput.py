@@ -16,16 +16,16 @@ import subprocess
 import sys
 import time
 
-import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 
 # isort: split
 import jax
 import jax.numpy as jnp
+from discovery.agents.ppo import PPOConfig, make_train
+from discovery.meta.es import ESConfig, make_es
+from discovery.meta.loop import LoopState, make_generation_step, population_devices
 
-from agents.ppo import PPOConfig, make_train
 from discovery.tasks import DriftTaskConfig, make_drift_task
-from meta.es import ESConfig, make_es
-from meta.loop import LoopState, make_generation_step, population_devices
 
 
 def single_agent_steps_per_s(task_config: DriftTaskConfig) -> float:

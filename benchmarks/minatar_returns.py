@@ -14,13 +14,13 @@ import argparse
 import sys
 import time
 
-import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 
 # isort: split
 import jax
 import numpy as np
+from discovery.agents.ppo import PPOConfig, make_train
 
-from agents.ppo import PPOConfig, make_train
 from discovery.drift import make_drift
 
 # Adam (lr, b1, b2) per env from the LPO MinAtar re-implementation (REFERENCE.md).

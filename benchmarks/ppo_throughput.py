@@ -15,15 +15,15 @@ import platform
 import sys
 import time
 
-import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 
 # isort: split
 import jax
 import numpy as np
+from discovery.agents.ppo import PPOConfig, make_train
+from discovery.envs import wrappers
 
-from agents.ppo import PPOConfig, make_train
 from discovery.drift import make_drift
-from envs import wrappers
 
 SETTINGS = {
     "CartPole-v1": dict(num_envs=64, num_steps=128, network="mlp", lr=2.5e-4),

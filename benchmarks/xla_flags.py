@@ -31,12 +31,12 @@ import numpy as np
 
 CHILD = r"""
 import json, sys, time
-import envs  # noqa: F401  (the package's XLA flags)
+from discovery import envs  # noqa: F401  (the package's XLA flags)
 import jax
-from agents.ppo import PPOConfig, make_train
+from discovery.agents.ppo import PPOConfig, make_train
 from discovery.drift import make_drift
 from discovery.tasks import DriftTaskConfig, make_agent_score
-from envs import registry
+from discovery.envs import registry
 
 out = {}
 tiny = DriftTaskConfig(envs=("CartPole-v1",), seeds=2, ppo=PPOConfig(

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 from discovery.checkpoint import CheckpointError
 from discovery.config import ConfigError, config_component, load_config, save_config
 
@@ -166,7 +166,7 @@ def _check_level_source(name: str, field: str) -> None:
     """An env name, or ``<env>/random`` for physics drawn from its level space."""
     base, _, suffix = name.rpartition("/")
     if suffix == "random" and not name.startswith("gridworld/"):
-        from envs.levels import LevelError, make_level_space
+        from discovery.envs.levels import LevelError, make_level_space
 
         try:
             make_level_space(base)
@@ -385,7 +385,7 @@ def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
     overwrite = getattr(args, "overwrite", False)
     name_field = "--name" if args.name else "name"
     if config_component(config_path, args.overrides) == "objective":
-        from meta.objective_loop import ObjectiveMetaTrainConfig
+        from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
 
         config = load_config(ObjectiveMetaTrainConfig, config_path, args.overrides)
         if args.name:
@@ -400,7 +400,7 @@ def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
             run_objective_meta_training(config, run_dir, tracker=tracker, plan=plan)
         return 0
 
-    from meta.loop import MetaTrainConfig
+    from discovery.meta.loop import MetaTrainConfig
 
     config = load_config(MetaTrainConfig, config_path, args.overrides)
     if args.name:
@@ -483,7 +483,7 @@ def _check_evaluation(entry: Any, config: Any, overrides: Sequence[str]) -> None
 
     recorded = _component_config(entry)
     if entry.kind == "drift":
-        from agents.ppo import PPOConfig
+        from discovery.agents.ppo import PPOConfig
 
         task = recorded.get("task", {})
         names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
@@ -501,7 +501,7 @@ def _check_evaluation(entry: Any, config: Any, overrides: Sequence[str]) -> None
                     f"--seeds {config.seeds} x {len(DRIFT_METHODS)} drifts",
                     "--seeds, ppo.num_envs or ppo.num_steps", together=False)
         return
-    from envs.registry import GRIDWORLD_PREFIX
+    from discovery.envs.registry import GRIDWORLD_PREFIX
 
     held_out = recorded.get("levels", {}).get("held_out", ["dense", "sparse", "long"])
     where = "--envs" if config.envs else "levels.held_out (the component's meta-training config)"
@@ -604,9 +604,9 @@ def _list_envs() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``discover`` console script."""
     args = build_parser().parse_args(argv)
+    from discovery.envs.levels import LevelError
     from discovery.tracking import TrackingError
     from discovery.zoo import ZooError
-    from envs.levels import LevelError
 
     commands = {
         "train": _train,
@@ -629,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"discover {args.command}: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        from meta.loop import MetaTrainingDiverged  # lazily: the CLI starts without JAX
+        from discovery.meta.loop import MetaTrainingDiverged  # lazily: the CLI starts without JAX
 
         if not isinstance(error, MetaTrainingDiverged):
             raise

@@ -27,17 +27,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import envs as env_registry
-from agents.a2c import make_a2c
-from agents.lpg_agent import LPGAgentConfig, make_lpg_agent
-from agents.ppo import PPOConfig
+from discovery import envs as env_registry
 from discovery import stats
+from discovery.agents.a2c import make_a2c
+from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
+from discovery.agents.ppo import PPOConfig
 from discovery.config import apply_overrides, from_dict
 from discovery.drift import make_drift, make_drift_choice
+from discovery.envs.registry import GRIDWORLD_PREFIX
 from discovery.files import write_json, write_text_atomic
 from discovery.plots import pyplot
 from discovery.tasks import DriftTaskConfig, make_agent_score, random_policy_return
-from envs.registry import GRIDWORLD_PREFIX
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def _evaluate_objective(
     entry: Any, config: EvaluateConfig, overrides: Sequence[str]
 ) -> tuple[dict, list[str], float, str]:
     """Per horizon, layout and method: LPG agents (the objective) and A2C."""
-    from meta.objective_loop import a2c_like
+    from discovery.meta.objective_loop import a2c_like
 
     recorded = _component_config(entry)
     agent_config = from_dict(

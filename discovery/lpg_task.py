@@ -18,7 +18,7 @@ where no episode ends in the final window, so averaging it over the agents that 
 would score members on different subsets of levels, and a member whose agents stop
 finishing episodes would drop exactly its hard levels. An agent whose params or score
 are not finite has diverged: it counts as the worst outcome, never as skipped, so its
-member's fitness is ``-inf`` (the ES ranks it last, see ``meta.es``), and its score is
+member's fitness is ``-inf`` (the ES ranks it last, see ``discovery.meta.es``), and its score is
 NaN, so the number of NaN ``scores`` is the number of diverged agents (the outer loop
 logs it as ``nonfinite_returns``).
 
@@ -42,9 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import envs as env_registry
-from agents.a2c import A2CConfig, make_a2c
-from agents.lpg_agent import (
+from discovery import envs as env_registry
+from discovery.agents.a2c import A2CConfig, make_a2c
+from discovery.agents.lpg_agent import (
     LPGAgent,
     LPGAgentConfig,
     lifetime_final_return,
@@ -52,11 +52,11 @@ from agents.lpg_agent import (
     make_lpg_agent,
     sample_lifetime,
 )
-from agents.networks import all_finite
+from discovery.agents.networks import all_finite
+from discovery.envs import gridworld
+from discovery.envs.levels import LevelSpace, make_level_space
+from discovery.envs.registry import GRIDWORLD_PREFIX
 from discovery.objective import Objective
-from envs import gridworld
-from envs.levels import LevelSpace, make_level_space
-from envs.registry import GRIDWORLD_PREFIX
 
 _RANDOM = GRIDWORLD_PREFIX + gridworld.RANDOM_LEVEL
 _RANDOM_SUFFIX = "/" + gridworld.RANDOM_LEVEL
@@ -71,7 +71,7 @@ class LevelsConfig:
       train: env names: ``"gridworld/random"`` (a fresh random level per agent),
         ``"gridworld/<layout>"`` names (drawn uniformly), one other registered env, or
         ``"<env>/random"`` for a classic-control env whose physics are drawn from its
-        level space (:mod:`envs.levels`).
+        level space (:mod:`discovery.envs.levels`).
       max_size, max_objects: the gridworld shape every training level is padded to.
       held_out: the layouts the discovered objective is evaluated on.
     """

@@ -20,11 +20,11 @@ from flax import serialization
 
 from discovery.drift import make_dpo_drift, make_ppo_drift
 from discovery.files import write_bytes_atomic, write_json
+from discovery.meta.loop import MetaTrainConfig, MetaTrainResult, meta_train
 from discovery.plots import plot_drifts, plot_fitness
 from discovery.run_folder import RunFolderPlan, start_run, writes_results
 from discovery.stats import summarise_over_seeds
 from discovery.tasks import make_evaluator, ppo_params_for
-from meta.loop import MetaTrainConfig, MetaTrainResult, meta_train
 
 
 def save_params(params: Any, path: Path) -> Path:

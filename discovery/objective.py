@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from agents.lpg_agent import ObjectiveInputs, ObjectiveTargets
+from discovery.agents.lpg_agent import ObjectiveInputs, ObjectiveTargets
 
 Params = Any
 

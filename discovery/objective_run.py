@@ -24,23 +24,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import envs as env_registry
-from agents.a2c import make_a2c
-from agents.lpg_agent import lifetime_final_return, lifetime_final_reward_rate
+from discovery import envs as env_registry
+from discovery.agents.a2c import make_a2c
+from discovery.agents.lpg_agent import lifetime_final_return, lifetime_final_reward_rate
+from discovery.envs.registry import GRIDWORLD_PREFIX
 from discovery.files import write_json
 from discovery.lpg_task import make_objective_evaluator
-from discovery.meta_run import generation_progress, load_params, save_params
-from discovery.objective import make_objective
-from discovery.plots import plot_metric_history
-from discovery.run_folder import RunFolderPlan, start_run, writes_results
-from discovery.stats import summarise_over_seeds
-from envs.registry import GRIDWORLD_PREFIX
-from meta.objective_loop import (
+from discovery.meta.objective_loop import (
     ObjectiveMetaTrainConfig,
     ObjectiveMetaTrainResult,
     a2c_like,
     meta_train_objective,
 )
+from discovery.meta_run import generation_progress, load_params, save_params
+from discovery.objective import make_objective
+from discovery.plots import plot_metric_history
+from discovery.run_folder import RunFolderPlan, start_run, writes_results
+from discovery.stats import summarise_over_seeds
 
 
 def a2c_baseline(

@@ -28,7 +28,7 @@ Every (grid point x random draw x seed) is a *cell*: one config, built with
 runs with the usual message naming the field, the value and what is allowed.
 
 Train cells whose configs differ only in PPO's traced hyperparameters
-(:class:`agents.ppo.PPOHyperparams`) and their seed share one compiled program: they run
+(:class:`discovery.agents.ppo.PPOHyperparams`) and their seed share one compiled program: they run
 as one ``jit(vmap(vmap(train)))`` over (cell: hyperparameters, drift params, seed keys;
 agent: keys), as the architecture's static-versus-traced rule intends. Everything else
 (network, rollout shape, lifetime, environment, drift, number of agents, ``adam_eps``,
@@ -73,8 +73,8 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-import envs as env_registry
-from agents.ppo import PPOHyperparams, diverged, make_train
+from discovery import envs as env_registry
+from discovery.agents.ppo import PPOHyperparams, diverged, make_train
 from discovery.config import (
     ConfigError,
     _Dumper,
@@ -616,14 +616,14 @@ def _run_meta_cells(
         resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
         tic = time.perf_counter()
         if getattr(cell.config, "component", "drift") == "objective":
+            from discovery.meta.objective_loop import meta_train_objective
             from discovery.objective_run import write_objective_results
-            from meta.objective_loop import meta_train_objective
 
             outcome = meta_train_objective(cell.config, cell_dir, resume=resume)
             run_summary = write_objective_results(outcome, cell.config)
         else:
+            from discovery.meta.loop import meta_train
             from discovery.meta_run import write_results
-            from meta.loop import meta_train
 
             outcome = meta_train(cell.config, cell_dir, resume=resume)
             run_summary = write_results(outcome, cell.config)
@@ -907,10 +907,10 @@ def _config_class(command: str, base: Path | None, overrides: Sequence[str]) -> 
     if command == "train":
         return TrainConfig
     if config_component(base, overrides) == "objective":
-        from meta.objective_loop import ObjectiveMetaTrainConfig
+        from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
 
         return ObjectiveMetaTrainConfig
-    from meta.loop import MetaTrainConfig
+    from discovery.meta.loop import MetaTrainConfig
 
     return MetaTrainConfig
 

@@ -26,12 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import envs as env_registry
-from agents.ppo import PPOConfig, diverged, make_evaluate, make_train
+from discovery import envs as env_registry
+from discovery.agents.ppo import PPOConfig, diverged, make_evaluate, make_train
 from discovery.config import ConfigError
 from discovery.drift import Drift, make_drift
+from discovery.envs import wrappers
 from discovery.stats import summarise_over_seeds
-from envs import wrappers
 
 
 @dataclass(frozen=True)

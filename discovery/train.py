@@ -15,8 +15,8 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
-import envs as env_registry
-from agents.ppo import PPOConfig, diverged, make_train
+from discovery import envs as env_registry
+from discovery.agents.ppo import PPOConfig, diverged, make_train
 from discovery.drift import make_drift
 from discovery.files import dumps, write_text_atomic
 

@@ -579,9 +579,9 @@ def _read_run(
                        "folder (config.yaml and its params)", path=config_path)
     kind = run_component_kind(config_path)
     if kind == "drift":
-        from meta.loop import MetaTrainConfig as config_cls
+        from discovery.meta.loop import MetaTrainConfig as config_cls
     else:
-        from meta.objective_loop import ObjectiveMetaTrainConfig as config_cls
+        from discovery.meta.objective_loop import ObjectiveMetaTrainConfig as config_cls
     try:
         config = load_config(config_cls, config_path)
     except ConfigError as e:

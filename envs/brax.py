@@ -7,7 +7,7 @@ truncated, info`` with auto-reset and ``info["final_observation"]``. The episode
 limit gives ``truncated`` and brax's own ``done`` gives ``terminated``; brax's
 ``EpisodeWrapper`` merges the two, which is why it is not used here.
 
-Importing this module imports brax; ``envs.registry`` imports it only for ``brax/`` names.
+Importing this module imports brax; ``discovery.envs.registry`` imports it only for ``brax/`` names.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from discovery.envs.registry import import_brax
 from flax import struct
 from gymnax.environments import environment, spaces
-
-from envs.registry import import_brax
 
 brax_envs = import_brax()
 from brax.envs.base import State as BraxState  # noqa: E402

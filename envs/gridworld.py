@@ -18,7 +18,7 @@ A level is a :class:`GridParams` value whose leaves are all arrays of fixed shap
 one compiled ``step`` serves every level of an env shape, and levels can be vmapped,
 sampled (:func:`sample_level`, GROOVE's random distribution; :func:`generate_level`, the
 same with size, wall count, object count and episode length given) and mutated by
-curricula (``envs.levels``).
+curricula (``discovery.envs.levels``).
 The static shape lives in :class:`GridWorld` (gymnax's constructor-vs-EnvParams split).
 
 Observations (static ``observation``):

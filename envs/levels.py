@@ -20,9 +20,9 @@ call site. ``make_level_space(name, ranges)`` builds a space; ``ranges`` narrows
 within hard bounds, widens) the default range of each coordinate.
 
 ``"gridworld"``: GROOVE's random gridworlds (Jackson et al., 2023; see
-:func:`envs.gridworld.sample_level`). The coordinates are the square's side ``size``,
+:func:`discovery.envs.gridworld.sample_level`). The coordinates are the square's side ``size``,
 the number of ``walls``, the number of ``objects`` and the ``episode_length``
-(log scale); :func:`envs.gridworld.generate_level` draws the rest and keeps every
+(log scale); :func:`discovery.envs.gridworld.generate_level` draws the rest and keeps every
 object reachable, so a level can hold fewer walls (or objects) than its point asks for.
 
 ==============  ========================  ===========================================
@@ -42,7 +42,7 @@ the start or an object's cell). A toggle that would cut an object off from the s
 push the wall count out of its range, leaves the level unchanged, as does a move with no
 free reachable cell to go to.
 
-Classic control (gymnax, through :func:`envs.registry.make`): the coordinates are
+Classic control (gymnax, through :func:`discovery.envs.registry.make`): the coordinates are
 physical parameters, each sampled log-uniformly (they are all positive scales) within
 its range; ``decode`` maps each coordinate log-linearly into its range and ignores the
 key, ``encode`` inverts it, and ``mutate`` takes a Gaussian step of scale
@@ -84,8 +84,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from envs import gridworld, registry
+from discovery.envs import gridworld, registry
 
 GRIDWORLD = "gridworld"
 # Probability that a gridworld mutation moves an object instead of toggling a wall.
@@ -285,7 +284,7 @@ def _classic_control_space(
                 raise LevelError(
                     f"level.{field.name}: got {value.tolist()!r}; allowed: "
                     f"{expected.tolist()!r}, derived from the other fields (build levels "
-                    "with the space's functions or envs.registry.with_derived_params)",
+                    "with the space's functions or discovery.envs.registry.with_derived_params)",
                     field=f"level.{field.name}",
                 )
 

@@ -25,9 +25,8 @@ from typing import Any
 import gymnax
 import jax
 import jax.numpy as jnp
+from discovery.envs import gridworld
 from gymnax.environments.classic_control import cartpole
-
-from envs import gridworld
 
 BRAX_PREFIX = "brax/"
 GRIDWORLD_PREFIX = "gridworld/"
@@ -311,7 +310,7 @@ def _make_brax(
             f"{name!r} needs brax, which is not installed (or failed to import: {err}). "
             f"Install it with: {BRAX_INSTALL_HINT}"
         ) from err
-    from envs import brax as brax_adapter
+    from discovery.envs import brax as brax_adapter
 
     brax_name = name[len(BRAX_PREFIX) :]
     if brax_name not in brax_adapter.brax_env_names():

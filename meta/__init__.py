@@ -1,5 +1,4 @@
-"""Meta-optimisers and curricula: ask / tell on pure state."""
+"""Meta-optimisers and curricula: ask / tell on pure state.
 
-from envs.xla_flags import configure_xla_flags
-
-configure_xla_flags()
+The parent package, ``discovery``, sets the XLA flags on import, before this one loads.
+"""

@@ -16,10 +16,10 @@ and, once it knows which draws were used, ``state = curriculum.mark_sampled(stat
 batch, used)``; ``sample`` is exactly ``draw`` then ``mark_sampled`` of every draw.
 
 * ``"dr"``, domain randomisation: a fresh level from the generator for every agent.
-* ``"plr"``, prioritised level replay (:mod:`meta.plr`; Jiang et al., 2021) over a
+* ``"plr"``, prioritised level replay (:mod:`discovery.meta.plr`; Jiang et al., 2021) over a
   buffer scored by algorithmic regret (GROOVE, Jackson et al., 2023), positive value
   loss or MaxMC.
-* ``"alp_gmm"``, the ALP-GMM teacher (:mod:`meta.alp_gmm`; Portelas et al., 2019):
+* ``"alp_gmm"``, the ALP-GMM teacher (:mod:`discovery.meta.alp_gmm`; Portelas et al., 2019):
   proposes points of the level space's unit cube where the score (the agents'
   competence) changes most. It runs in numpy outside the jitted step; the level space
   decodes its points into levels.
@@ -39,12 +39,11 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from discovery.envs.levels import LevelSpace
+from discovery.meta import alp_gmm, plr
+from discovery.meta.alp_gmm import ALPGMMConfig
+from discovery.meta.plr import PLRConfig
 from flax import struct
-
-from envs.levels import LevelSpace
-from meta import alp_gmm, plr
-from meta.alp_gmm import ALPGMMConfig
-from meta.plr import PLRConfig
 
 CURRICULA = ("dr", "plr", "alp_gmm")
 SCORES = ("algorithmic_regret", "positive_value_loss", "max_mc", "return")

@@ -17,7 +17,7 @@ Two estimators (Bonnet et al., "One Step at a Time"):
   collected it, so the ``k < K`` terms cost no extra environment steps; mixing cuts the
   estimator's variance.
 
-For curricula (``meta.curricula``), :meth:`MetaGradient.step_with_levels` takes the
+For curricula (``discovery.meta.curricula``), :meth:`MetaGradient.step_with_levels` takes the
 levels that agents restarting in this step move to, and returns what the finished
 agents' levels scored over the final ``level_score_fraction`` of their lifetimes: the
 agent's reward per step (``"return"``), algorithmic regret against an A2C antagonist
@@ -46,12 +46,11 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import optax
+from discovery.agents import distributions
+from discovery.agents.a2c import A2C, A2CState
+from discovery.agents.lpg_agent import Experience, LPGAgent, LPGAgentState, sample_lifetime
+from discovery.agents.rollout import gae
 from flax import struct
-
-from agents import distributions
-from agents.a2c import A2C, A2CState
-from agents.lpg_agent import Experience, LPGAgent, LPGAgentState, sample_lifetime
-from agents.rollout import gae
 
 Metrics = dict[str, jax.Array]
 

@@ -1,6 +1,6 @@
 """Meta-training of learned objectives (LPG, TA-LPG) by meta-gradients or by ES.
 
-Both meta-optimisers run in the shared outer loop (:func:`meta.loop.run_generations`),
+Both meta-optimisers run in the shared outer loop (:func:`discovery.meta.loop.run_generations`),
 so logging, checkpoints and exact resume behave as for drift discovery. A "generation"
 is one meta-gradient update (``optimizer="metagrad"``) or one ES generation
 (``optimizer="es"``).
@@ -10,7 +10,7 @@ shared levels, ``-inf`` if any of them diverged (:mod:`discovery.lpg_task`); a d
 agent's score is NaN, so ``nonfinite_returns`` in the log counts the diverged agents
 (and, with a curriculum, ``level_diverged_fraction`` the mean fraction per level).
 
-A curriculum (:mod:`meta.curricula`) picks the training levels: each generation the
+A curriculum (:mod:`discovery.meta.curricula`) picks the training levels: each generation the
 loop samples levels from it, the agents that restart move to them, the levels whose
 agents finished are scored (algorithmic regret against an A2C antagonist, positive value
 loss, MaxMC or return), and the curriculum's state is updated, logged (``curriculum_*``
@@ -27,10 +27,22 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from discovery.agents.a2c import A2CConfig, make_a2c
+from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
+from discovery.envs.distributed import join_distributed_job
+from discovery.meta.curricula import CurriculumConfig, LevelBatch, make_curriculum
+from discovery.meta.es import ESConfig, EvolutionStrategy, make_es
+from discovery.meta.loop import (
+    LoopState,
+    es_record_extras,
+    initial_loop_state,
+    make_generation_step,
+    population_devices,
+    run_generations,
+)
+from discovery.meta.metagrad import FinishedLevels, MetaGradConfig, MetaGradState, make_metagrad
 from flax import struct
 
-from agents.a2c import A2CConfig, make_a2c
-from agents.lpg_agent import LPGAgentConfig, make_lpg_agent
 from discovery.config import to_dict
 from discovery.lpg_task import (
     LevelsConfig,
@@ -40,18 +52,6 @@ from discovery.lpg_task import (
     make_objective_task,
 )
 from discovery.objective import Objective, ObjectiveConfig, make_objective
-from envs.distributed import join_distributed_job
-from meta.curricula import CurriculumConfig, LevelBatch, make_curriculum
-from meta.es import ESConfig, EvolutionStrategy, make_es
-from meta.loop import (
-    LoopState,
-    es_record_extras,
-    initial_loop_state,
-    make_generation_step,
-    population_devices,
-    run_generations,
-)
-from meta.metagrad import FinishedLevels, MetaGradConfig, MetaGradState, make_metagrad
 
 
 def _small_metagrad() -> MetaGradConfig:

@@ -34,7 +34,7 @@ for _name, _value in _FAST_COMPILE_FLAGS.items():
         _flags = f"{_flags} {_name}={_value}".strip()
 os.environ["XLA_FLAGS"] = _flags
 
-import envs  # noqa: E402, F401
+from discovery import envs  # noqa: E402, F401
 
 
 def pytest_unconfigure(config):

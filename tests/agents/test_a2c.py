@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from discovery.agents.a2c import A2CConfig, final_return, make_a2c
+from discovery.agents.rollout import Transition
 
-import envs
-from agents.a2c import A2CConfig, final_return, make_a2c
-from agents.rollout import Transition
+from discovery import envs
 
 # Catch episodes last exactly 9 steps (the ball falls 9 rows); rollouts of 5 steps make
 # the first update end no episode and the second end one per env.

@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-from agents.lpg_agent import (
+from discovery.agents.lpg_agent import (
     LPGAgentConfig,
     ObjectiveInputs,
     ObjectiveTargets,
@@ -20,7 +19,7 @@ from agents.lpg_agent import (
     make_lpg_agent,
     sample_lifetime,
 )
-from envs.gridworld import GridWorld, Layout
+from discovery.envs.gridworld import GridWorld, Layout
 
 M = 4
 # A corridor: the agent starts on the left; the object on the right pays 1 and ends the

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import envs  # noqa: F401
+from discovery import envs  # noqa: F401
 from discovery.cli import main
 from discovery.config import load_config
 from discovery.files import loads_strict

@@ -34,10 +34,10 @@ def test_export_then_list_then_load_by_name(tmp_path, capsys):
     import shutil
 
     import numpy as np
+    from discovery.meta.loop import MetaTrainConfig
 
     from discovery.config import from_dict, save_config
     from discovery.zoo import SHIPPED_ZOO, load
-    from meta.loop import MetaTrainConfig
 
     # A finished drift run folder, rebuilt from the shipped entry's provenance.
     shipped = load("zoo:lpo-cartpole-demo")
@@ -228,9 +228,10 @@ def test_zoo_lists_unreadable_entries_with_the_reason_and_the_rest(tmp_path, cap
 
 
 def test_export_over_an_existing_entry_names_the_flag(tmp_path, capsys):
+    from discovery.meta.loop import MetaTrainConfig
+
     from discovery.config import from_dict, save_config
     from discovery.zoo import SHIPPED_ZOO, load
-    from meta.loop import MetaTrainConfig
 
     shipped = load("zoo:lpo-cartpole-demo")
     run = tmp_path / "run"

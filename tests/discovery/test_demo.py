@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import envs  # noqa: F401
+from discovery import envs  # noqa: F401
 from discovery.cli import main
 from discovery.files import loads_strict
 
@@ -42,11 +42,12 @@ def test_default_meta_training_runs_and_writes_strict_results(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
+    from discovery.meta.loop import MetaTrainConfig
+    from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
+
     from discovery.config import config_component, load_config
     from discovery.sweep import load_sweep
     from discovery.train import TrainConfig
-    from meta.loop import MetaTrainConfig
-    from meta.objective_loop import ObjectiveMetaTrainConfig
 
     configs = Path(__file__).resolve().parents[2] / "configs"
     meta_configs = {"drift": MetaTrainConfig, "objective": ObjectiveMetaTrainConfig}

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs  # noqa: F401  (sets XLA_FLAGS before any computation)
 from discovery import drift as drift_lib
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before any computation)
 
 RATIOS = jnp.concatenate([jnp.linspace(0.05, 3.0, 61), jnp.array([1.0])])
 ADVANTAGES = jnp.linspace(-3.0, 3.0, 25)

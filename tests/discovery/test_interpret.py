@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs  # noqa: F401  (sets XLA_FLAGS before any computation)
 from discovery import drift as drift_lib
-from discovery import interpret
+from discovery import (
+    envs,  # noqa: F401  (sets XLA_FLAGS before any computation)
+    interpret,
+)
 
 pytestmark = pytest.mark.timeout(120)
 

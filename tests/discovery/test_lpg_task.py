@@ -6,8 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from discovery.agents.lpg_agent import LPGAgentConfig
+from discovery.envs.gridworld import GridWorld, Layout
+from discovery.meta.es import ESConfig, make_es
 
-from agents.lpg_agent import LPGAgentConfig
 from discovery.lpg_task import (
     LevelsConfig,
     ObjectiveTaskConfig,
@@ -16,8 +18,6 @@ from discovery.lpg_task import (
     make_objective_task,
 )
 from discovery.objective import ObjectiveConfig, make_objective
-from envs.gridworld import GridWorld, Layout
-from meta.es import ESConfig, make_es
 
 
 def test_random_levels_share_one_env_shape():
@@ -134,7 +134,7 @@ def test_es_fitness_scores_every_level_and_ranks_divergence_last(tiny_task):
 
 
 def test_es_scores_curriculum_levels_by_algorithmic_regret():
-    from meta.objective_loop import a2c_like
+    from discovery.meta.objective_loop import a2c_like
 
     agent_config = LPGAgentConfig(num_envs=4, rollout_len=5)
     objective = make_objective(ObjectiveConfig(prediction_size=4, hidden_size=8))

@@ -8,13 +8,13 @@ import json
 
 import jax
 import numpy as np
+from discovery.agents.lpg_agent import LPGAgentConfig
+from discovery.meta.objective_loop import ObjectiveMetaTrainConfig, ObjectiveMetaTrainResult
 
-from agents.lpg_agent import LPGAgentConfig
 from discovery.files import loads_strict
 from discovery.lpg_task import LevelsConfig
 from discovery.objective import ObjectiveConfig, make_objective
 from discovery.objective_run import write_objective_results
-from meta.objective_loop import ObjectiveMetaTrainConfig, ObjectiveMetaTrainResult
 
 
 def test_held_out_summary_headlines_the_reward_rate_and_is_strict_json(tmp_path):

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from discovery.meta.loop import MetaTrainConfig
 
 from discovery.checkpoint import CheckpointError, save_checkpoint
 from discovery.config import save_config, to_dict
 from discovery.meta_run import run_meta_training
 from discovery.run_folder import config_fingerprint, prepare_run_folder, record_resume
-from meta.loop import MetaTrainConfig
 
 CONFIG = to_dict(MetaTrainConfig())
 

@@ -10,17 +10,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from discovery.meta.loop import MetaTrainConfig
+from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
 
-import envs  # noqa: F401  (sets XLA_FLAGS before any computation)
-from discovery import zoo
+from discovery import (
+    envs,  # noqa: F401  (sets XLA_FLAGS before any computation)
+    zoo,
+)
 from discovery.config import save_config, to_dict
 from discovery.drift import make_drift
 from discovery.meta_run import save_params
 from discovery.objective import ObjectiveConfig, make_objective
 from discovery.tasks import DriftTaskConfig
 from discovery.zoo import ZooError
-from meta.loop import MetaTrainConfig
-from meta.objective_loop import ObjectiveMetaTrainConfig
 
 pytestmark = pytest.mark.timeout(120)
 

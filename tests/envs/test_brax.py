@@ -3,7 +3,7 @@
 Brax compiles take 10+ s on CPU, so one rollout is compiled per module and shared.
 """
 
-import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation; brax computes on import)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation; brax computes on import)
 
 # isort: split
 import pytest
@@ -14,10 +14,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from brax.envs.base import State as BraxState  # noqa: E402
+from discovery.envs import make  # noqa: E402
+from discovery.envs.brax import BraxEnvParams, BraxToGymnax  # noqa: E402
 from gymnax.environments import spaces  # noqa: E402
-
-from envs import make  # noqa: E402
-from envs.brax import BraxEnvParams, BraxToGymnax  # noqa: E402
 
 EPISODE_LENGTH = 3
 NUM_STEPS = 4

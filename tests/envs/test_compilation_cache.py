@@ -6,10 +6,9 @@ import sys
 
 import jax
 import pytest
+from discovery.envs.compilation_cache import configure_compilation_cache
 
-from envs.compilation_cache import configure_compilation_cache
-
-PROBE = "import envs, jax; print(jax.config.jax_compilation_cache_dir, " \
+PROBE = "import discovery, jax; print(jax.config.jax_compilation_cache_dir, " \
         "jax.config.jax_enable_compilation_cache)"
 SETTINGS = ("jax_compilation_cache_dir", "jax_enable_compilation_cache",
             "jax_persistent_cache_min_compile_time_secs")

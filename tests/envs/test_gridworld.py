@@ -1,7 +1,7 @@
-"""Tests for envs.gridworld: dynamics on hand-made 3x3 levels, observations, no-retrace
+"""Tests for discovery.envs.gridworld: dynamics on hand-made 3x3 levels, observations, no-retrace
 across levels, GROOVE's random level distribution, the named layouts and the registry."""
 
-import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation)
 
 # isort: split
 from collections import deque
@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from envs.gridworld import (
+from discovery.envs.gridworld import (
     LAYOUTS,
     GridParams,
     GridWorld,
@@ -22,7 +21,7 @@ from envs.gridworld import (
     render,
     sample_level,
 )
-from envs.registry import list_envs, make
+from discovery.envs.registry import list_envs, make
 
 ENV = GridWorld(max_size=3, max_objects=2)
 UP, DOWN, LEFT, RIGHT, NOOP = range(5)

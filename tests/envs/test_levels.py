@@ -1,8 +1,8 @@
-"""Tests for envs.levels: every level space's sample / decode / mutate / encode under jit
+"""Tests for discovery.envs.levels: every level space's sample / decode / mutate / encode under jit
 and vmap, bounds and ranges, the unit-cube round trip, one compiled step for a batch of
 levels, CartPole's derived fields, gridworld reachability, and the errors."""
 
-import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation)
 
 # isort: split
 import functools
@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from envs import gridworld
-from envs.levels import LEVEL_SPACES, LevelError, LevelSpace, make_level_space
+from discovery.envs import gridworld
+from discovery.envs.levels import LEVEL_SPACES, LevelError, LevelSpace, make_level_space
 
 BATCH = 16
 CLASSIC = [name for name in LEVEL_SPACES if name != "gridworld"]

@@ -1,6 +1,6 @@
-"""Contract and error-message tests for envs.registry."""
+"""Contract and error-message tests for discovery.envs.registry."""
 
-import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation)
 
 # isort: split
 import sys
@@ -10,9 +10,8 @@ import gymnax
 import jax
 import jax.numpy as jnp
 import pytest
-
-from envs import registry
-from envs.registry import list_envs, make
+from discovery.envs import registry
+from discovery.envs.registry import list_envs, make
 
 NUM_STEPS = 3
 

@@ -1,15 +1,14 @@
-"""Hand-checked behaviour of envs.wrappers under jit (and vmap over seeds)."""
+"""Hand-checked behaviour of discovery.envs.wrappers under jit (and vmap over seeds)."""
 
-import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation)
+from discovery import envs  # noqa: F401  (sets XLA_FLAGS before any JAX computation)
 
 # isort: split
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from envs import make
-from envs.wrappers import (
+from discovery.envs import make
+from discovery.envs.wrappers import (
     ClipAction,
     EpisodeStatistics,
     FlattenObservation,

@@ -7,8 +7,15 @@ import flax.serialization
 import jax
 import numpy as np
 import pytest
-
-from meta.alp_gmm import ALPGMMConfig, ALPGMMState, fit_mixture, init, sample, stats, update
+from discovery.meta.alp_gmm import (
+    ALPGMMConfig,
+    ALPGMMState,
+    fit_mixture,
+    init,
+    sample,
+    stats,
+    update,
+)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,18 +6,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from discovery.agents.a2c import make_a2c
+from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
+from discovery.envs.levels import make_level_space
+from discovery.meta import plr
+from discovery.meta.alp_gmm import ALPGMMConfig
+from discovery.meta.curricula import CurriculumConfig, LevelBatch, make_curriculum
+from discovery.meta.metagrad import MetaGradConfig, make_metagrad
+from discovery.meta.objective_loop import a2c_like
+from discovery.meta.plr import PLRConfig
 
-from agents.a2c import make_a2c
-from agents.lpg_agent import LPGAgentConfig, make_lpg_agent
 from discovery import checkpoint as ckpt
 from discovery.objective import ObjectiveConfig, make_objective
-from envs.levels import make_level_space
-from meta import plr
-from meta.alp_gmm import ALPGMMConfig
-from meta.curricula import CurriculumConfig, LevelBatch, make_curriculum
-from meta.metagrad import MetaGradConfig, make_metagrad
-from meta.objective_loop import a2c_like
-from meta.plr import PLRConfig
 
 SPACE = make_level_space("gridworld", max_size=5, max_objects=2)
 CONFIGS = {

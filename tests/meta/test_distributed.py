@@ -71,7 +71,7 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
 @pytest.mark.parametrize("name, value", [("JAX_NUM_PROCESSES", "two"),
                                          ("JAX_PROCESS_ID", "-1")])
 def test_a_bad_process_variable_is_named_before_joining(monkeypatch, name, value):
-    from envs.distributed import join_distributed_job
+    from discovery.envs.distributed import join_distributed_job
 
     monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
     monkeypatch.setenv("JAX_NUM_PROCESSES", "2")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 # Importing meta sets the XLA CPU flag; nothing above runs a JAX computation.
-from meta.es import (
+from discovery.meta.es import (
     ESConfig,
     ESMetrics,
     ESState,

@@ -13,12 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from discovery.agents.ppo import PPOConfig
+from discovery.meta.es import ESConfig, make_es
+from discovery.meta.loop import LoopState, MetaTrainConfig, make_generation_step, meta_train
 
-import meta  # noqa: F401  (sets XLA_FLAGS)
-from agents.ppo import PPOConfig
+from discovery import meta  # noqa: F401  (sets XLA_FLAGS)
 from discovery.tasks import DriftTaskConfig
-from meta.es import ESConfig, make_es
-from meta.loop import LoopState, MetaTrainConfig, make_generation_step, meta_train
 
 TINY_PPO = PPOConfig(num_envs=2, num_steps=16, total_timesteps=64, num_minibatches=2,
                      update_epochs=1)
@@ -115,11 +115,11 @@ def test_all_nan_generation_leaves_mean_unchanged():
 SHARDING_SCRIPT = textwrap.dedent(
     """
     import json
-    import meta  # noqa
+    from discovery import meta  # noqa
     import jax, numpy as np
     import jax.numpy as jnp
-    from meta.es import ESConfig, make_es
-    from meta.loop import LoopState, make_generation_step, population_devices
+    from discovery.meta.es import ESConfig, make_es
+    from discovery.meta.loop import LoopState, make_generation_step, population_devices
 
     assert len(jax.devices()) == 2, jax.devices()
     params = {"w": jnp.linspace(-1.0, 1.0, 6)}
@@ -188,7 +188,7 @@ def test_meta_config_validation(bad):
 
 
 def test_meta_training_stops_after_generations_with_no_finite_member(tmp_path):
-    from meta.loop import MetaTrainingDiverged, run_generations
+    from discovery.meta.loop import MetaTrainingDiverged, run_generations
 
     es, state = _toy_es()
 

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from discovery.agents.lpg_agent import LPGAgentConfig, lifetime_final_return, make_lpg_agent
+from discovery.envs.gridworld import GridWorld, Layout
+from discovery.meta.metagrad import MetaGradConfig, make_metagrad
 
-from agents.lpg_agent import LPGAgentConfig, lifetime_final_return, make_lpg_agent
 from discovery.objective import ObjectiveConfig, make_objective
-from envs.gridworld import GridWorld, Layout
-from meta.metagrad import MetaGradConfig, make_metagrad
 
 # The agent starts on the left; the object three cells right pays 1 and ends the episode.
 CORRIDOR = Layout(grid=("S..0",), objects=((1.0, 1.0, 0.0),), max_steps_in_episode=12)
