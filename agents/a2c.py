@@ -6,8 +6,8 @@ al., 2016). Each update collects one ``rollout_len x num_envs`` rollout, with th
 environment state carried across updates (no reset between them), and takes one
 gradient step on
 
-    L = -mean(log pi(a|s) A) - entropy_coef * mean(H[pi(.|s)])
-        + value_coef * 0.5 * mean((V(s) - G)^2),
+    L = -mean(log pi(a|s) A) - ent_coef * mean(H[pi(.|s)])
+        + vf_coef * 0.5 * mean((V(s) - G)^2),
 
 ``A`` the GAE advantage (optionally normalised over the batch) and ``G = A + V`` its
 value target, both held fixed. It is the baseline that learned LPG objectives are
@@ -35,10 +35,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
+
 from discovery.agents.networks import ActorCritic, PolicyOutput
 from discovery.agents.rollout import Transition, gae
 from discovery.envs import wrappers
-from flax import struct
 
 Metrics = dict[str, jax.Array]
 
@@ -51,19 +52,19 @@ class A2CConfig:
     (GROOVE: 64 x 20, 250). The float fields are copied into :class:`A2CHyperparams` by
     :meth:`hyperparams` so they can be traced and vmapped over.
 
-    ``lr`` and ``value_coef`` are tuned for the tabular network with SGD (an lr grid of
-    1..200 by ``value_coef`` 0.01..0.5, 4-16 seeds, on ``gridworld/dense``,
+    ``lr`` and ``vf_coef`` are tuned for the tabular network with SGD (an lr grid of
+    1..200 by ``vf_coef`` 0.01..0.5, 4-16 seeds, on ``gridworld/dense``,
     ``gridworld/sparse`` and 16 random levels). Gradients of the batch-mean loss on
     one-hot inputs are small (each table row's gradient scales with its visit frequency;
     the 0.5 norm clip practically never binds), so the actor needs ``lr`` of order 100:
     ``lr`` 60..200 learns fastest; at 30 ``dense`` learns 3x more slowly and 7 of 16
     ``sparse`` seeds end unsolved; at 10 or less ``sparse`` is solved on at most half
-    the seeds. The critic's curvature is ``value_coef`` times the visit fraction of each
-    state (at most 1), so ``lr * value_coef <= 2`` keeps its SGD step stable however the
-    visits concentrate; ``lr * value_coef`` of 5..50 made the value loss oscillate (up
+    the seeds. The critic's curvature is ``vf_coef`` times the visit fraction of each
+    state (at most 1), so ``lr * vf_coef <= 2`` keeps its SGD step stable however the
+    visits concentrate; ``lr * vf_coef`` of 5..50 made the value loss oscillate (up
     to 150) on ``dense`` or some random levels. Without advantage normalisation the
     same lrs learn nothing on ``sparse`` (gradients ~1e-4). For ``network="mlp"`` use
-    Adam, ``lr`` about 3e-3 and ``value_coef=0.5``.
+    Adam, ``lr`` about 3e-3 and ``vf_coef=0.5``.
     """
 
     num_envs: int = 64
@@ -77,8 +78,8 @@ class A2CConfig:
     adam_eps: float = 1e-8
     gamma: float = 0.99
     gae_lambda: float = 0.95
-    entropy_coef: float = 0.01
-    value_coef: float = 0.02
+    ent_coef: float = 0.01
+    vf_coef: float = 0.02
     max_grad_norm: float = 0.5
     normalize_advantage: bool = True  # GROOVE: over the whole update batch
 
@@ -100,8 +101,8 @@ class A2CConfig:
             lr=jnp.float32(self.lr),
             gamma=jnp.float32(self.gamma),
             gae_lambda=jnp.float32(self.gae_lambda),
-            entropy_coef=jnp.float32(self.entropy_coef),
-            value_coef=jnp.float32(self.value_coef),
+            ent_coef=jnp.float32(self.ent_coef),
+            vf_coef=jnp.float32(self.vf_coef),
             max_grad_norm=jnp.float32(self.max_grad_norm),
         )
 
@@ -113,8 +114,8 @@ class A2CHyperparams:
     lr: jax.Array
     gamma: jax.Array
     gae_lambda: jax.Array
-    entropy_coef: jax.Array
-    value_coef: jax.Array
+    ent_coef: jax.Array
+    vf_coef: jax.Array
     max_grad_norm: jax.Array
 
 
@@ -266,7 +267,7 @@ def make_a2c(config: A2CConfig, env: Any, env_params: Any) -> A2C:
         actor_loss = -jnp.mean(policy.log_prob(traj.action) * advantage)
         value_loss = 0.5 * jnp.mean((value - target) ** 2)
         entropy = jnp.mean(policy.entropy())
-        total = actor_loss + hparams.value_coef * value_loss - hparams.entropy_coef * entropy
+        total = actor_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
         return total, {"actor_loss": actor_loss, "value_loss": value_loss, "entropy": entropy}
 
     grad_fn = jax.grad(loss, has_aux=True)

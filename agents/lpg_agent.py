@@ -40,9 +40,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
+
 from discovery.agents import distributions
 from discovery.envs import wrappers
-from flax import struct
 
 Metrics = dict[str, jax.Array]
 

@@ -14,8 +14,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from discovery.agents import distributions
 from flax import struct
+
+from discovery.agents import distributions
 
 
 @struct.dataclass

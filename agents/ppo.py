@@ -17,10 +17,11 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
+
 from discovery.agents.networks import ActorCritic, all_finite
 from discovery.agents.rollout import Transition, gae
 from discovery.envs import wrappers
-from flax import struct
 
 Metrics = dict[str, jax.Array]
 

@@ -22,10 +22,10 @@ from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 # isort: split
 import jax
 import numpy as np
-from discovery.meta.loop import MetaTrainConfig
 
 from discovery.config import load_config
 from discovery.drift import make_drift
+from discovery.meta.loop import MetaTrainConfig
 from discovery.meta_run import load_params
 from discovery.tasks import DriftTaskConfig, evaluate_drift
 

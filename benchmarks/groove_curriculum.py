@@ -28,12 +28,12 @@ from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 
 # isort: split
 import numpy as np
+
+from discovery.config import load_config, save_config
 from discovery.meta.objective_loop import (
     ObjectiveMetaTrainConfig,
     meta_train_objective,
 )
-
-from discovery.config import load_config, save_config
 from discovery.objective_run import load_finished_run, write_objective_results
 
 CURRICULA = {

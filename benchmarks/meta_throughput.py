@@ -21,10 +21,10 @@ from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 # isort: split
 import jax
 import jax.numpy as jnp
+
 from discovery.agents.ppo import PPOConfig, make_train
 from discovery.meta.es import ESConfig, make_es
 from discovery.meta.loop import LoopState, make_generation_step, population_devices
-
 from discovery.tasks import DriftTaskConfig, make_drift_task
 
 

@@ -19,8 +19,8 @@ from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 # isort: split
 import jax
 import numpy as np
-from discovery.agents.ppo import PPOConfig, make_train
 
+from discovery.agents.ppo import PPOConfig, make_train
 from discovery.drift import make_drift
 
 # Adam (lr, b1, b2) per env from the LPO MinAtar re-implementation (REFERENCE.md).

@@ -20,10 +20,10 @@ from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 # isort: split
 import jax
 import numpy as np
-from discovery.agents.ppo import PPOConfig, make_train
-from discovery.envs import wrappers
 
+from discovery.agents.ppo import PPOConfig, make_train
 from discovery.drift import make_drift
+from discovery.envs import wrappers
 
 SETTINGS = {
     "CartPole-v1": dict(num_envs=64, num_steps=128, network="mlp", lr=2.5e-4),

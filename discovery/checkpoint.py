@@ -16,9 +16,7 @@ import contextlib
 import datetime
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
+
+from discovery.files import write_bytes_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -94,21 +94,7 @@ def save_checkpoint(
     data = serialization.msgpack_serialize({"header": header_json, "payload": payload})
 
     final = directory / f"ckpt_{step:08d}.msgpack"
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f"{_TMP_PREFIX}{step:08d}.", suffix=_TMP_SUFFIX
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are ordinary files.
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
+    write_bytes_atomic(final, data, tmp_prefix=f"{_TMP_PREFIX}{step:08d}.", tmp_suffix=_TMP_SUFFIX)
 
     if keep is not None:
         for old in list_checkpoints(directory)[:-keep]:
@@ -344,17 +330,3 @@ def _remove_temp_files(directory: Path) -> None:
     for p in directory.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):
         with contextlib.suppress(OSError):
             p.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable; not supported on every platform, hence best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -8,9 +8,11 @@ never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,16 +59,44 @@ def loads_strict(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temp file, fsynced, renamed over it."""
+def write_bytes_atomic(
+    path: str | Path, data: bytes, *, tmp_prefix: str | None = None, tmp_suffix: str = ".tmp"
+) -> Path:
+    """Write ``data`` to ``path`` atomically: a uniquely named temp file in the same folder
+    (``tmp_prefix``/``tmp_suffix`` name it, so a caller can recognise its leftovers),
+    fsynced, renamed over ``path``, and the folder fsynced so the rename survives a crash.
+    The temp file is removed if anything fails; ``path`` is never half-written."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    prefix = tmp_prefix if tmp_prefix is not None else f".{path.name}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=tmp_suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; ours are ordinary shared files
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_directory(path.parent)
     return path
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Make a rename in ``directory`` durable; not supported on every platform, hence best
+    effort."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -29,6 +29,7 @@ Everything after the surface is plain NumPy (float64): the fits are tiny.
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import os
@@ -43,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from discovery.drift import Drift, Params
+from discovery.files import write_bytes_atomic
 from discovery.plots import pyplot
 
 #: A candidate term: ``term(ratio, advantage) -> values``, elementwise, same shape.
@@ -202,13 +204,12 @@ def plot_drift_surface(
     if title:
         fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    image = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(image, dpi=110, format="png")
     finally:
         plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, image.getvalue())
 
 
 # --- candidate terms ----------------------------------------------------------------

@@ -34,7 +34,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,6 @@ import yaml
 from flax import serialization
 
 from discovery import __version__
-from discovery.checkpoint import _fsync_directory
 from discovery.config import (
     COMPONENTS,
     ConfigError,
@@ -56,7 +54,7 @@ from discovery.config import (
     read_config_text,
     to_dict,
 )
-from discovery.files import dumps, to_json
+from discovery.files import dumps, to_json, write_bytes_atomic
 
 if TYPE_CHECKING:
     from discovery.drift import Drift
@@ -699,8 +697,8 @@ def export_params(
     entry.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         manifest_path.unlink()  # Until the new manifest lands, this is no entry at all.
-    _write_atomic(entry / PARAMS_FILE, data)
-    _write_atomic(manifest_path, text.encode("utf-8"))
+    write_bytes_atomic(entry / PARAMS_FILE, data)
+    write_bytes_atomic(manifest_path, text.encode("utf-8"))
     return entry
 
 
@@ -728,21 +726,6 @@ def _check_name(name: str) -> None:
                        field="name")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: never a truncated file under ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; entries are ordinary shared files.
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(path.parent)
 
 
 def _git_commit() -> str | None:

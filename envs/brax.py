@@ -17,9 +17,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from discovery.envs.registry import import_brax
 from flax import struct
 from gymnax.environments import environment, spaces
+
+from discovery.envs.registry import import_brax
 
 brax_envs = import_brax()
 from brax.envs.base import State as BraxState  # noqa: E402

@@ -84,6 +84,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from discovery.envs import gridworld, registry
 
 GRIDWORLD = "gridworld"

@@ -16,7 +16,6 @@ import gzip
 import importlib
 import io
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -25,8 +24,10 @@ from typing import Any
 import gymnax
 import jax
 import jax.numpy as jnp
-from discovery.envs import gridworld
 from gymnax.environments.classic_control import cartpole
+
+from discovery.envs import gridworld
+from discovery.files import write_bytes_atomic
 
 BRAX_PREFIX = "brax/"
 GRIDWORLD_PREFIX = "gridworld/"
@@ -342,7 +343,4 @@ def _ensure_mnist(directory: str) -> None:
                 f"of {filename} failed ({err}). On a machine without network access, "
                 f"copy the files {', '.join(_MNIST_FILES)} into {directory} first."
             ) from err
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{filename}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        write_bytes_atomic(target, data)

@@ -39,11 +39,12 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
+
 from discovery.envs.levels import LevelSpace
 from discovery.meta import alp_gmm, plr
 from discovery.meta.alp_gmm import ALPGMMConfig
 from discovery.meta.plr import PLRConfig
-from flax import struct
 
 CURRICULA = ("dr", "plr", "alp_gmm")
 SCORES = ("algorithmic_regret", "positive_value_loss", "max_mc", "return")

@@ -21,14 +21,14 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-from discovery.agents.ppo import PPOConfig
-from discovery.envs.distributed import join_distributed_job
-from discovery.meta.es import ESConfig, EvolutionStrategy, make_es
 from flax import struct
 
 from discovery import checkpoint as ckpt
+from discovery.agents.ppo import PPOConfig
 from discovery.config import to_dict
+from discovery.envs.distributed import join_distributed_job
 from discovery.files import dumps, write_text_atomic
+from discovery.meta.es import ESConfig, EvolutionStrategy, make_es
 from discovery.tasks import DriftTask, DriftTaskConfig, make_drift_task
 
 

@@ -46,11 +46,12 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
+
 from discovery.agents import distributions
 from discovery.agents.a2c import A2C, A2CState
 from discovery.agents.lpg_agent import Experience, LPGAgent, LPGAgentState, sample_lifetime
 from discovery.agents.rollout import gae
-from flax import struct
 
 Metrics = dict[str, jax.Array]
 

@@ -27,9 +27,19 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
+
 from discovery.agents.a2c import A2CConfig, make_a2c
 from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
+from discovery.config import to_dict
 from discovery.envs.distributed import join_distributed_job
+from discovery.lpg_task import (
+    LevelsConfig,
+    ObjectiveTaskConfig,
+    level_space,
+    make_level_sampler,
+    make_objective_task,
+)
 from discovery.meta.curricula import CurriculumConfig, LevelBatch, make_curriculum
 from discovery.meta.es import ESConfig, EvolutionStrategy, make_es
 from discovery.meta.loop import (
@@ -41,16 +51,6 @@ from discovery.meta.loop import (
     run_generations,
 )
 from discovery.meta.metagrad import FinishedLevels, MetaGradConfig, MetaGradState, make_metagrad
-from flax import struct
-
-from discovery.config import to_dict
-from discovery.lpg_task import (
-    LevelsConfig,
-    ObjectiveTaskConfig,
-    level_space,
-    make_level_sampler,
-    make_objective_task,
-)
 from discovery.objective import Objective, ObjectiveConfig, make_objective
 
 

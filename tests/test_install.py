@@ -5,6 +5,7 @@ top-level `agents` (as openai-agents does) and both import."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILES = ("pyproject.toml", "README.md", "discovery", "envs", "agents", "meta")
 OTHER_PYPROJECT = """[build-system]
 requires = ["setuptools>=77"]
 build-backend = "setuptools.build_meta"
@@ -43,8 +45,16 @@ def _pip(*args: str, cwd: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_the_wheel_installs_beside_a_top_level_agents_package(tmp_path):
-    wheels, site = tmp_path / "wheels", tmp_path / "site"
-    _pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT),
+    # Built from a copy, so that setuptools' build/ folder lands there, not in the checkout.
+    source, wheels, site = tmp_path / "source", tmp_path / "wheels", tmp_path / "site"
+    source.mkdir()
+    for name in PROJECT_FILES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    _pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source),
          cwd=tmp_path)
     (wheel,) = wheels.glob("rl_discovery-*.whl")
     top_level = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}

@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from discovery.agents.a2c import A2CConfig, final_return, make_a2c
-from discovery.agents.rollout import Transition
 
 from discovery import envs
+from discovery.agents.a2c import A2CConfig, final_return, make_a2c
+from discovery.agents.rollout import Transition
 
 # Catch episodes last exactly 9 steps (the ball falls 9 rows); rollouts of 5 steps make
 # the first update end no episode and the second end one per env.
@@ -87,7 +87,7 @@ def test_loss_hand_computed(catch):
     hp = (
         A2CConfig()
         .hyperparams()
-        .replace(entropy_coef=jnp.float32(0.1), value_coef=jnp.float32(0.7))
+        .replace(ent_coef=jnp.float32(0.1), vf_coef=jnp.float32(0.7))
     )
 
     logits = np.asarray(obs) @ w_actor
@@ -109,7 +109,7 @@ def test_loss_hand_computed(catch):
         np.testing.assert_allclose(aux["actor_loss"], actor_loss, rtol=1e-5)
         np.testing.assert_allclose(aux["value_loss"], value_loss, rtol=1e-5)
         np.testing.assert_allclose(aux["entropy"], entropy, rtol=1e-5)
-        # Advantages and targets are constants: the critic's gradient is value_coef * (V - G).
+        # Advantages and targets are constants: the critic's gradient is vf_coef * (V - G).
         grads, _ = jax.grad(a2c.loss, has_aux=True)(params, traj, advantage, target, hp)
         expected_critic = 0.7 * np.asarray(obs).T @ (value - np.asarray(target)) / 3
         np.testing.assert_allclose(
@@ -123,7 +123,7 @@ def test_no_retrace_across_keys_hyperparams_and_levels(tiny, catch):
     train = jax.jit(chex.assert_max_traces(a2c.train, n=1))
     hparams = TINY.hyperparams()
     for seed, max_steps in enumerate((1000, 7, 3)):
-        hparams = hparams.replace(lr=hparams.lr * 0.5, entropy_coef=hparams.entropy_coef * 2)
+        hparams = hparams.replace(lr=hparams.lr * 0.5, ent_coef=hparams.ent_coef * 2)
         level = env_params.replace(max_steps_in_episode=jnp.int32(max_steps))
         jax.block_until_ready(train(jax.random.key(seed), level, hparams))
 
@@ -211,7 +211,7 @@ def test_bad_config_and_env_are_rejected():
 def test_catch_learned_on_every_seed(catch):
     env, env_params = catch
     config = A2CConfig(
-        num_envs=16, num_updates=150, network="mlp", optimizer="adam", lr=3e-3, value_coef=0.5
+        num_envs=16, num_updates=150, network="mlp", optimizer="adam", lr=3e-3, vf_coef=0.5
     )
     a2c = make_a2c(config, env, env_params)
     keys = jax.random.split(jax.random.key(42), 4)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
 from discovery.agents.lpg_agent import (
     LPGAgentConfig,
     ObjectiveInputs,

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from discovery.agents.ppo import PPOConfig, make_train
 
 from discovery import envs
+from discovery.agents.ppo import PPOConfig, make_train
 from discovery.drift import make_drift, make_drift_choice
 
 CARTPOLE_THRESHOLD = 475.0  # REFERENCE.md: every seed, end of training

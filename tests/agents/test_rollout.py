@@ -3,9 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from discovery.agents.rollout import gae
 
 from discovery import envs  # noqa: F401
+from discovery.agents.rollout import gae
 
 
 def _reference_gae(reward, value, next_value, terminated, truncated, gamma, lam):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import serialization, struct
 
-from discovery import checkpoint
+from discovery import checkpoint, files
 from discovery.checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -120,7 +120,7 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("simulated crash before rename")
 
-    monkeypatch.setattr(checkpoint.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)  # the rename of the one atomic writer
     with pytest.raises(OSError, match="simulated crash"):
         save_checkpoint(tmp_path, 2, make_state(5))
     monkeypatch.undo()

@@ -42,10 +42,9 @@ def test_default_meta_training_runs_and_writes_strict_results(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
+    from discovery.config import config_component, load_config
     from discovery.meta.loop import MetaTrainConfig
     from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
-
-    from discovery.config import config_component, load_config
     from discovery.sweep import load_sweep
     from discovery.train import TrainConfig
 

@@ -6,10 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from discovery.agents.lpg_agent import LPGAgentConfig
 from discovery.envs.gridworld import GridWorld, Layout
-from discovery.meta.es import ESConfig, make_es
-
 from discovery.lpg_task import (
     LevelsConfig,
     ObjectiveTaskConfig,
@@ -17,6 +16,7 @@ from discovery.lpg_task import (
     make_level_sampler,
     make_objective_task,
 )
+from discovery.meta.es import ESConfig, make_es
 from discovery.objective import ObjectiveConfig, make_objective
 
 

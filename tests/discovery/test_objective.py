@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from discovery.agents.lpg_agent import ObjectiveInputs
 
+from discovery.agents.lpg_agent import ObjectiveInputs
 from discovery.objective import ObjectiveConfig, make_objective, num_features
 
 T, M = 6, 4

@@ -8,11 +8,11 @@ import json
 
 import jax
 import numpy as np
-from discovery.agents.lpg_agent import LPGAgentConfig
-from discovery.meta.objective_loop import ObjectiveMetaTrainConfig, ObjectiveMetaTrainResult
 
+from discovery.agents.lpg_agent import LPGAgentConfig
 from discovery.files import loads_strict
 from discovery.lpg_task import LevelsConfig
+from discovery.meta.objective_loop import ObjectiveMetaTrainConfig, ObjectiveMetaTrainResult
 from discovery.objective import ObjectiveConfig, make_objective
 from discovery.objective_run import write_objective_results
 

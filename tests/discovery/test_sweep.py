@@ -338,7 +338,6 @@ def test_meta_train_cells_run_in_turn_resume_from_checkpoints_and_rank_by_fitnes
     per cell on two CPU cores): cells run one at a time, a killed cell resumes from its
     checkpoint, and the metric is the mean over the last fifth of generations."""
     import discovery.meta.loop
-
     import discovery.meta_run
 
     calls: list[tuple[str, bool]] = []

@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from discovery.agents.ppo import PPOConfig, make_train
 from flax import struct
 from gymnax.environments import environment, spaces
 
 from discovery import envs  # noqa: F401  (sets XLA_FLAGS)
+from discovery.agents.ppo import PPOConfig, make_train
 from discovery.drift import make_drift
 from discovery.stats import summarise_over_seeds
 from discovery.tasks import (

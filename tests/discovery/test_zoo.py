@@ -10,8 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from discovery.meta.loop import MetaTrainConfig
-from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
 
 from discovery import (
     envs,  # noqa: F401  (sets XLA_FLAGS before any computation)
@@ -19,6 +17,8 @@ from discovery import (
 )
 from discovery.config import save_config, to_dict
 from discovery.drift import make_drift
+from discovery.meta.loop import MetaTrainConfig
+from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
 from discovery.meta_run import save_params
 from discovery.objective import ObjectiveConfig, make_objective
 from discovery.tasks import DriftTaskConfig

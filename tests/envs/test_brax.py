@@ -14,9 +14,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from brax.envs.base import State as BraxState  # noqa: E402
+from gymnax.environments import spaces  # noqa: E402
+
 from discovery.envs import make  # noqa: E402
 from discovery.envs.brax import BraxEnvParams, BraxToGymnax  # noqa: E402
-from gymnax.environments import spaces  # noqa: E402
 
 EPISODE_LENGTH = 3
 NUM_STEPS = 4

@@ -6,6 +6,7 @@ import sys
 
 import jax
 import pytest
+
 from discovery.envs.compilation_cache import configure_compilation_cache
 
 PROBE = "import discovery, jax; print(jax.config.jax_compilation_cache_dir, " \

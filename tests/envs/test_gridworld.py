@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from discovery.envs.gridworld import (
     LAYOUTS,
     GridParams,

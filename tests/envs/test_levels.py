@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from discovery.envs import gridworld
 from discovery.envs.levels import LEVEL_SPACES, LevelError, LevelSpace, make_level_space
 

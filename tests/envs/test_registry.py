@@ -10,6 +10,7 @@ import gymnax
 import jax
 import jax.numpy as jnp
 import pytest
+
 from discovery.envs import registry
 from discovery.envs.registry import list_envs, make
 

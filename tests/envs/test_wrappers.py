@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from discovery.envs import make
 from discovery.envs.wrappers import (
     ClipAction,

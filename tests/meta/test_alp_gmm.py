@@ -7,6 +7,7 @@ import flax.serialization
 import jax
 import numpy as np
 import pytest
+
 from discovery.meta.alp_gmm import (
     ALPGMMConfig,
     ALPGMMState,

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from discovery import checkpoint as ckpt
 from discovery.agents.a2c import make_a2c
 from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
 from discovery.envs.levels import make_level_space
@@ -15,8 +17,6 @@ from discovery.meta.curricula import CurriculumConfig, LevelBatch, make_curricul
 from discovery.meta.metagrad import MetaGradConfig, make_metagrad
 from discovery.meta.objective_loop import a2c_like
 from discovery.meta.plr import PLRConfig
-
-from discovery import checkpoint as ckpt
 from discovery.objective import ObjectiveConfig, make_objective
 
 SPACE = make_level_space("gridworld", max_size=5, max_objects=2)

@@ -13,11 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from discovery import meta  # noqa: F401  (sets XLA_FLAGS)
 from discovery.agents.ppo import PPOConfig
 from discovery.meta.es import ESConfig, make_es
 from discovery.meta.loop import LoopState, MetaTrainConfig, make_generation_step, meta_train
-
-from discovery import meta  # noqa: F401  (sets XLA_FLAGS)
 from discovery.tasks import DriftTaskConfig
 
 TINY_PPO = PPOConfig(num_envs=2, num_steps=16, total_timesteps=64, num_minibatches=2,

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
 from discovery.agents.lpg_agent import LPGAgentConfig, lifetime_final_return, make_lpg_agent
 from discovery.envs.gridworld import GridWorld, Layout
 from discovery.meta.metagrad import MetaGradConfig, make_metagrad
-
 from discovery.objective import ObjectiveConfig, make_objective
 
 # The agent starts on the left; the object three cells right pays 1 and ends the episode.

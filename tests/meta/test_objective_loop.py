@@ -9,16 +9,16 @@ from dataclasses import replace
 import jax
 import numpy as np
 import pytest
+
 from discovery.agents.lpg_agent import LPGAgentConfig
+from discovery.config import load_config
+from discovery.lpg_task import LevelsConfig, ObjectiveTaskConfig
 from discovery.meta.alp_gmm import ALPGMMConfig
 from discovery.meta.curricula import CurriculumConfig
 from discovery.meta.es import ESConfig
 from discovery.meta.metagrad import MetaGradConfig
 from discovery.meta.objective_loop import ObjectiveMetaTrainConfig, meta_train_objective
 from discovery.meta.plr import PLRConfig
-
-from discovery.config import load_config
-from discovery.lpg_task import LevelsConfig, ObjectiveTaskConfig
 from discovery.objective import ObjectiveConfig
 
 TINY = ObjectiveMetaTrainConfig(

@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
 
 # Importing meta sets the XLA CPU flag; nothing above runs a JAX computation.
 from discovery.meta import plr
 from discovery.meta.plr import PLRConfig, PLRState
-from flax import struct
 
 pytestmark = pytest.mark.timeout(120)
 
