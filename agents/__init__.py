@@ -1,4 +1,5 @@
 """Inner-loop learners: pure init / act / update functions over flax dataclasses.
 
-The parent package, ``discovery``, sets the XLA flags on import, before this one loads.
+The parent package, ``discovery``, sets the XLA flags on import (through ``discovery.envs``),
+before this one loads.
 """

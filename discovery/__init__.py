@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from discovery.envs.xla_flags import configure_xla_flags
-
-configure_xla_flags()
+# Importing the environments first sets XLA_FLAGS (the jaxlib 0.10 CPU hang fix), the
+# compilation cache and the jax.distributed job before anything can start JAX's backend.
+from discovery import envs  # noqa: F401
 
 __version__ = "0.1.0"
 

@@ -4,8 +4,8 @@ jaxlib 0.10.2 on CPU hangs forever on vmapped multi-seed training programs unles
 ``--xla_cpu_enable_concurrency_optimized_scheduler=false`` is in ``XLA_FLAGS``
 (measured on a 2-core CPU: a 4-seed vmapped CartPole PPO program hung in 3 of 3 runs
 without it and ran in 2 of 2 with it). XLA reads ``XLA_FLAGS`` when the first backend starts,
-so the ``discovery`` package calls :func:`configure_xla_flags` on import, before any
-of its modules (``discovery.envs`` too) can start JAX.
+so ``discovery.envs`` calls :func:`configure_xla_flags` on import, and the ``discovery``
+package imports it first, before any of its modules can start JAX.
 """
 
 from __future__ import annotations

@@ -45,6 +45,9 @@ def _modules() -> dict[str, Path]:
     return modules
 
 
+_MODULES = _modules()
+
+
 def _layer(module: str) -> str:
     if module.startswith(FOUNDATION):
         return "foundation"
@@ -67,8 +70,6 @@ def _imports(path: Path) -> set[str]:
                          if f"{node.module}.{alias.name}" in _MODULES)
     return {name for name in names if name == "discovery" or name.startswith("discovery.")}
 
-
-_MODULES = _modules()
 
 
 def _is_allowed(module: str, imported: str) -> bool:
