@@ -25,7 +25,7 @@ import numpy as np
 
 from discovery.config import load_config
 from discovery.drift import make_drift
-from discovery.meta.loop import MetaTrainConfig
+from discovery.drift_training import MetaTrainConfig
 from discovery.meta_run import load_params
 from discovery.tasks import DriftTaskConfig, evaluate_drift
 

@@ -30,11 +30,11 @@ from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 import numpy as np
 
 from discovery.config import load_config, save_config
-from discovery.meta.objective_loop import (
-    ObjectiveMetaTrainConfig,
-    meta_train_objective,
-)
 from discovery.objective_run import load_finished_run, write_objective_results
+from discovery.objective_training import (
+    ObjectiveMetaTrainConfig,
+    meta_train,
+)
 
 CURRICULA = {
     "dr": ["curriculum.kind=dr"],
@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace, kind: str, seed: int) -> tuple[dict, list[dic
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
         tic = time.perf_counter()
-        result = meta_train_objective(config, run_dir)
+        result = meta_train(config, run_dir)
         meta_s = time.perf_counter() - tic
     summary = write_objective_results(result, config)
     return summary, result.history, meta_s

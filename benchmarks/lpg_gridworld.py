@@ -24,11 +24,11 @@ from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 import numpy as np
 
 from discovery.config import load_config, save_config
-from discovery.meta.objective_loop import (
-    ObjectiveMetaTrainConfig,
-    meta_train_objective,
-)
 from discovery.objective_run import load_finished_run, write_objective_results
+from discovery.objective_training import (
+    ObjectiveMetaTrainConfig,
+    meta_train,
+)
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
         args.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, args.run_dir / "config.yaml")
         tic = time.perf_counter()
-        result = meta_train_objective(config, args.run_dir)
+        result = meta_train(config, args.run_dir)
         meta_s = time.perf_counter() - tic
     history = result.history
     steady = history[1:] or history

@@ -20,11 +20,10 @@ from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 
 # isort: split
 import jax
-import jax.numpy as jnp
 
 from discovery.agents.ppo import PPOConfig, make_train
 from discovery.meta.es import ESConfig, make_es
-from discovery.meta.loop import LoopState, make_generation_step, population_devices
+from discovery.meta.optimizers import es_optimizer, population_devices
 from discovery.tasks import DriftTaskConfig, make_drift_task
 
 
@@ -46,9 +45,12 @@ def generation_steps_per_s(task, population: int, generations: int = 2) -> tuple
     """(compile s, env steps/s) of the jitted generation step."""
     params = task.init_params(jax.random.key(1))
     es = make_es(ESConfig(population_size=population), params)
-    state = LoopState(es.init(jax.random.key(2), params), jax.random.key(3), jnp.int32(0),
-                      params, jnp.float32(-jnp.inf))
-    step = make_generation_step(es, task.fitness, population_devices(population))
+    optimizer = es_optimizer(es, task.fitness, population_devices(population))
+    state = optimizer.init(jax.random.key(2), params, None, jax.random.key(3))
+
+    def step(state):
+        return optimizer.step(state, None)[:2]
+
     tic = time.perf_counter()
     state, metrics = step(state)
     jax.block_until_ready(metrics)

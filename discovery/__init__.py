@@ -30,8 +30,9 @@ _EXPORTS = {
     "make_drift_task": ("discovery.tasks", "make_drift_task"),
     "ESConfig": ("discovery.meta.es", "ESConfig"),
     "make_es": ("discovery.meta.es", "make_es"),
-    "MetaTrainConfig": ("discovery.meta.loop", "MetaTrainConfig"),
-    "meta_train": ("discovery.meta.loop", "meta_train"),
+    "MetaTrainConfig": ("discovery.drift_training", "MetaTrainConfig"),
+    "meta_train": ("discovery.pipeline", "meta_train"),
+    "MetaTrainResult": ("discovery.pipeline", "MetaTrainResult"),
     "ObjectiveConfig": ("discovery.objective", "ObjectiveConfig"),
     "make_objective": ("discovery.objective", "make_objective"),
     "LPGAgentConfig": ("discovery.agents.lpg_agent", "LPGAgentConfig"),
@@ -40,8 +41,9 @@ _EXPORTS = {
     "make_a2c": ("discovery.agents.a2c", "make_a2c"),
     "MetaGradConfig": ("discovery.meta.metagrad", "MetaGradConfig"),
     "make_metagrad": ("discovery.meta.metagrad", "make_metagrad"),
-    "ObjectiveMetaTrainConfig": ("discovery.meta.objective_loop", "ObjectiveMetaTrainConfig"),
-    "meta_train_objective": ("discovery.meta.objective_loop", "meta_train_objective"),
+    "ObjectiveMetaTrainConfig": (
+        "discovery.objective_training", "ObjectiveMetaTrainConfig"
+    ),
     "LevelSpace": ("discovery.envs.levels", "LevelSpace"),
     "make_level_space": ("discovery.envs.levels", "make_level_space"),
     "CurriculumConfig": ("discovery.meta.curricula", "CurriculumConfig"),

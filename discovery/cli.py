@@ -381,44 +381,29 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
+    from discovery.components import COMPONENTS
+
     resume = getattr(args, "resume", False)
     overwrite = getattr(args, "overwrite", False)
     name_field = "--name" if args.name else "name"
-    if config_component(config_path, args.overrides) == "objective":
-        from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
-
-        config = load_config(ObjectiveMetaTrainConfig, config_path, args.overrides)
-        if args.name:
-            config = replace(config, name=args.name)
-        for index, name in enumerate(config.levels.train):
-            _check_level_source(name, f"levels.train[{index}]")
-        from discovery.objective_run import run_objective_meta_training
-
-        run_dir = _run_dir(args.runs_dir, config.name, name_field)
-        plan = _prepare_run_folder(run_dir, config, resume, overwrite)
-        with _tracker(args, run_dir, config) as tracker:
-            run_objective_meta_training(config, run_dir, tracker=tracker, plan=plan)
-        return 0
-
-    from discovery.meta.loop import MetaTrainConfig
-
-    config = load_config(MetaTrainConfig, config_path, args.overrides)
+    component = COMPONENTS[config_component(config_path, args.overrides)]
+    config = load_config(component.config_class, config_path, args.overrides)
     if args.name:
         config = replace(config, name=args.name)
-    for index, name in enumerate(config.task.envs):
-        _check_env(name, f"task.envs[{index}]")
+    for field, name in config.env_fields():
+        _check_level_source(name, field)
     run_dir = _run_dir(args.runs_dir, config.name, name_field)
-    task, population = config.task, config.es.population_size
-    _ppo_memory(
-        max(population * task.seeds, task.baseline_seeds), task.ppo, task.envs,
-        f"es.population_size {population} x task.seeds {task.seeds}",
-        "es.population_size, task.seeds, task.ppo.num_envs or task.ppo.num_steps",
-    )
-    from discovery.meta_run import run_meta_training
-
+    task = getattr(config, "task", None)
+    if task is not None:  # PPO agents: check their rollout buffers fit in memory
+        population = config.es.population_size
+        _ppo_memory(
+            max(population * task.seeds, task.baseline_seeds), task.ppo, task.envs,
+            f"es.population_size {population} x task.seeds {task.seeds}",
+            "es.population_size, task.seeds, task.ppo.num_envs or task.ppo.num_steps",
+        )
     plan = _prepare_run_folder(run_dir, config, resume, overwrite)
     with _tracker(args, run_dir, config) as tracker:
-        run_meta_training(config, run_dir, tracker=tracker, plan=plan)
+        component.run(config, run_dir, tracker=tracker, plan=plan)
     return 0
 
 
@@ -479,9 +464,9 @@ def _check_evaluation(entry: Any, config: Any, overrides: Sequence[str]) -> None
     """The env names ``discovery.evaluate`` will train on, and (drifts) the inner PPO
     config with ``overrides`` and its memory, exactly as it will build them."""
     from discovery.config import apply_overrides, from_dict
-    from discovery.evaluate import _component_config
+    from discovery.evaluate import recorded_config
 
-    recorded = _component_config(entry)
+    recorded = recorded_config(entry)
     if entry.kind == "drift":
         from discovery.agents.ppo import PPOConfig
 
@@ -493,7 +478,7 @@ def _check_evaluation(entry: Any, config: Any, overrides: Sequence[str]) -> None
         ppo = from_dict(PPOConfig, task.get("ppo", {}),
                         source="the component's meta-training config")
         ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
-        from discovery.evaluate import DRIFT_METHODS
+        from discovery.drift_evaluation import DRIFT_METHODS
 
         # The learned drift, PPO-clip and DPO train together, in one program per env.
         agents = config.seeds * len(DRIFT_METHODS)

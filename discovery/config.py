@@ -174,7 +174,6 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     return apply_overrides(config, overrides)
 
 
-COMPONENTS = ("drift", "objective")
 
 
 def config_component(config_path: str | Path | None, overrides: Sequence[str] = ()) -> str:
@@ -192,6 +191,8 @@ def config_component(config_path: str | Path | None, overrides: Sequence[str] = 
     for override in overrides:
         if override.partition("=")[0].strip() == "component":
             component, source = override.partition("=")[2].strip(), "--set"
+    from discovery.components import COMPONENTS
+
     if component not in COMPONENTS:
         raise ConfigError(
             f"component: got {component!r} (from {source}); allowed: {', '.join(COMPONENTS)}",

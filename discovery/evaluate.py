@@ -19,25 +19,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from discovery import envs as env_registry
 from discovery import stats
-from discovery.agents.a2c import make_a2c
-from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
-from discovery.agents.ppo import PPOConfig
-from discovery.config import apply_overrides, from_dict
-from discovery.drift import make_drift, make_drift_choice
-from discovery.envs.registry import GRIDWORLD_PREFIX
+from discovery.components import COMPONENTS
 from discovery.files import write_json, write_text_atomic
 from discovery.plots import pyplot
-from discovery.tasks import DriftTaskConfig, make_agent_score, random_policy_return
 
 
 @dataclass(frozen=True)
@@ -81,7 +72,8 @@ class MethodCurves:
     steps_per_update: int
 
 
-def _final(curves: np.ndarray, fraction: float) -> np.ndarray:
+def final_mean(curves: np.ndarray, fraction: float) -> np.ndarray:
+    """Per seed, the mean of the finite values over the last ``fraction`` of ``[S, U]``."""
     last = max(1, int(round(curves.shape[-1] * fraction)))
     window = curves[:, -last:]
     with np.errstate(invalid="ignore"):
@@ -90,131 +82,33 @@ def _final(curves: np.ndarray, fraction: float) -> np.ndarray:
     return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
 
 
-def _component_config(entry: Any) -> dict[str, Any]:
+def recorded_config(entry: Any) -> dict[str, Any]:
     """The meta-training config recorded with a zoo entry (or run), as a dict."""
     return dict(entry.manifest.get("provenance", {}).get("config") or {})
 
 
-DRIFT_METHODS = ("learned", "ppo_clip", "dpo")
+@dataclass(frozen=True)
+class HeldOut:
+    """A component's held-out runs, as its evaluator (the registry's) returns them.
 
+    Attributes:
+      results: ``{horizon: {env: {method: MethodCurves}}}``, the learned component's
+        method first, then its hand-designed baselines.
+      env_names: the envs (or layouts) in order.
+      training_length: the meta-training horizon that ``horizons`` multiply.
+      horizon_unit: what ``training_length`` counts (``"env steps"``, ...).
+      metric: what a final score is, for the report.
+      normalisation: how scores are normalised, for the report.
+      normalisers: ``{horizon: {env: (offset, scale)}}``, normalised = (x - offset) / scale.
+    """
 
-def _drift_choice(entry: Any) -> tuple[Any, tuple[Any, ...]]:
-    """The learned drift and the hand-designed ones, in ``DRIFT_METHODS`` order, as one
-    drift choice (``make_drift_choice``), and each one's params."""
-    ppo, dpo = make_drift("ppo"), make_drift("dpo")
-    choice = make_drift_choice([entry.drift(), ppo, dpo])
-    return choice, (entry.params, ppo.init(jax.random.key(0)), dpo.init(jax.random.key(0)))
-
-
-def _evaluate_drift(
-    entry: Any, config: EvaluateConfig, overrides: Sequence[str]
-) -> tuple[dict, list[str], float, str]:
-    """Per horizon, env and method: PPO agents trained with that drift."""
-    recorded = _component_config(entry)
-    task = recorded.get("task", {})
-    ppo = from_dict(PPOConfig, task.get("ppo", {}), source="the component's meta-training config")
-    ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
-    env_names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
-    scoring = DriftTaskConfig(score=task.get("score", "evaluation"),
-                              final_fraction=config.final_fraction)
-    choice, members = _drift_choice(entry)
-    every_method = {"index": jnp.arange(len(DRIFT_METHODS), dtype=jnp.int32),
-                    "members": members}
-    results: dict[float, dict[str, dict[str, MethodCurves]]] = {}
-    env_keys = jax.random.split(jax.random.key(config.seed), len(env_names))
-    for horizon in config.horizons:
-        steps = max(ppo.steps_per_update, int(round(ppo.total_timesteps * horizon)))
-        ppo_h = replace(ppo, total_timesteps=steps)
-        results[horizon] = {}
-        for name, key in zip(env_names, env_keys):
-            env, env_params = env_registry.make(name)
-            keys = jax.random.split(key, config.seeds)
-            # Every method's seeds in one program: [methods, seeds] agents, paired keys.
-            score = make_agent_score(scoring, ppo_h, env, env_params, choice)
-            over_seeds = jax.vmap(score, in_axes=(0, None, None))
-            over_methods = jax.vmap(over_seeds, in_axes=(None, {"index": 0, "members": None},
-                                                         None))
-            final, metrics = jax.jit(over_methods)(keys, every_method, ppo_h.hyperparams())
-            per_method = {
-                method: MethodCurves(
-                    np.asarray(metrics["latest_return"][row], dtype=np.float64),
-                    np.asarray(final[row], dtype=np.float64),
-                    ppo_h.steps_per_update,
-                )
-                for row, method in enumerate(DRIFT_METHODS)
-            }
-            results[horizon][name] = per_method
-    return results, list(env_names), float(ppo.total_timesteps), "env steps", scoring.score
-
-
-def _evaluate_objective(
-    entry: Any, config: EvaluateConfig, overrides: Sequence[str]
-) -> tuple[dict, list[str], float, str]:
-    """Per horizon, layout and method: LPG agents (the objective) and A2C."""
-    from discovery.meta.objective_loop import a2c_like
-
-    recorded = _component_config(entry)
-    agent_config = from_dict(
-        LPGAgentConfig, recorded.get("agent", {}), source="the component's meta-training config"
-    )
-    agent_config = apply_overrides(agent_config, [o.removeprefix("agent.") for o in overrides])
-    lifetime = int(recorded.get("eval_lifetime", 250))
-    held_out = recorded.get("levels", {}).get("held_out", ["dense", "sparse", "long"])
-    layouts = [n.removeprefix(GRIDWORLD_PREFIX) for n in (config.envs or held_out)]
-    objective = entry.objective()
-    results: dict[float, dict[str, dict[str, MethodCurves]]] = {}
-    env_keys = jax.random.split(jax.random.key(config.seed), len(layouts))
-    for horizon in config.horizons:
-        updates = max(1, int(round(lifetime * horizon)))
-        results[horizon] = {}
-        for layout, key in zip(layouts, env_keys):
-            env, level = env_registry.make(GRIDWORLD_PREFIX + layout)
-            keys = jax.random.split(key, config.seeds)
-            agent = make_lpg_agent(agent_config, env, level, objective)
-
-            def learned(keys, params, agent=agent, level=level, updates=updates):
-                def train(agent_key):
-                    return agent.train(agent_key, params, level, jnp.int32(updates), updates)[1]
-
-                return jax.vmap(train)(keys)
-
-            a2c = make_a2c(a2c_like(agent_config, updates), env, level)
-            runs = {
-                "learned": jax.jit(learned)(keys, entry.params),
-                "a2c": jax.jit(jax.vmap(lambda k, a2c=a2c: a2c.train(k)[1]))(keys),
-            }
-            per_method = {}
-            for method, metrics in runs.items():
-                curves = np.asarray(metrics["reward_per_step"], dtype=np.float64)
-                per_method[method] = MethodCurves(
-                    curves, _final(curves, config.final_fraction), agent_config.steps_per_update
-                )
-            results[horizon][layout] = per_method
-    return results, layouts, float(lifetime), "agent updates"
-
-
-def _normalisers(
-    kind: str, results: dict, env_names: list[str], config: EvaluateConfig
-) -> dict[float, dict[str, tuple[float, float]]]:
-    """``(offset, scale)`` per horizon and env: drifts map random play to 0 and PPO-clip
-    to 1; objectives divide by A2C's reward rate."""
-    out: dict[float, dict[str, tuple[float, float]]] = {}
-    random = {}
-    if kind == "drift":
-        keys = jax.random.split(jax.random.key(config.seed + 1), len(env_names))
-        random = {n: random_policy_return(n, k) for n, k in zip(env_names, keys)}
-    for horizon, per_env in results.items():
-        out[horizon] = {}
-        for name in env_names:
-            if kind == "drift":
-                reference = float(np.nanmean(per_env[name]["ppo_clip"].final))
-                offset = random[name]
-            else:
-                reference = float(np.nanmean(per_env[name]["a2c"].final))
-                offset = 0.0
-            scale = reference - offset
-            out[horizon][name] = (offset, scale if abs(scale) > 1e-9 else float("nan"))
-    return out
+    results: dict[float, dict[str, dict[str, MethodCurves]]]
+    env_names: list[str]
+    training_length: float
+    horizon_unit: str
+    metric: str
+    normalisation: str
+    normalisers: dict[float, dict[str, tuple[float, float]]]
 
 
 def evaluate_component(
@@ -225,13 +119,9 @@ def evaluate_component(
     ``entry`` is a loaded zoo entry (:func:`discovery.zoo.load`); ``overrides`` adjust
     the inner loop (``ppo.FIELD=VALUE`` for drifts, ``agent.FIELD=VALUE`` for objectives).
     """
-    if entry.kind == "drift":
-        results, env_names, base, unit, score = _evaluate_drift(entry, config, overrides)
-        metric = f"final {score} return"
-    else:
-        results, env_names, base, unit = _evaluate_objective(entry, config, overrides)
-        metric = "final reward per step"
-    norms = _normalisers(entry.kind, results, env_names, config)
+    held = COMPONENTS[entry.kind].held_out(entry, config, overrides)
+    results, env_names, norms = held.results, held.env_names, held.normalisers
+    base = held.training_length
     boot = {"confidence": config.confidence, "samples": config.bootstrap_samples}
     horizons = []
     for horizon, per_env in results.items():
@@ -262,9 +152,9 @@ def evaluate_component(
     return {
         "component": entry.name,
         "kind": entry.kind,
-        "metric": metric,
-        "normalisation": "random 0, PPO-clip 1" if entry.kind == "drift" else "A2C 1",
-        "horizon_unit": unit,
+        "metric": held.metric,
+        "normalisation": held.normalisation,
+        "horizon_unit": held.horizon_unit,
         "seeds": config.seeds,
         "confidence": config.confidence,
         "envs": env_names,

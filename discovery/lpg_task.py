@@ -56,6 +56,7 @@ from discovery.agents.networks import all_finite
 from discovery.envs import gridworld
 from discovery.envs.levels import LevelSpace, make_level_space
 from discovery.envs.registry import GRIDWORLD_PREFIX
+from discovery.meta.curricula import score_population
 from discovery.objective import Objective
 
 _RANDOM = GRIDWORLD_PREFIX + gridworld.RANDOM_LEVEL
@@ -244,6 +245,9 @@ def make_objective_task(
         )
         fitness, level_scores = score_population(scores)
         if a2c is not None:
+            # The antagonists start once the members are done: two batched network inits
+            # (LAPACK QR) running at once can deadlock jaxlib 0.10's CPU thread pool.
+            key_antagonists, _ = jax.lax.optimization_barrier((key_antagonists, scores))
             opponent = antagonist_rates(
                 jax.random.split(key_antagonists, config.agents), level_batch, lifetimes
             )
@@ -260,26 +264,6 @@ def make_objective_task(
         return fitness, scores
 
     return ObjectiveTask(config, objective, agent, fitness, fitness_on_levels)
-
-
-def score_population(scores: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Members' fitness and per-level scores from agents' scores ``[P, E]`` (NaN: the
-    agent diverged).
-
-    A member's fitness is the mean of its ``E`` agents' scores when all are finite and
-    ``-inf`` otherwise: divergence is the worst outcome, and every member is scored on
-    the same levels. Per level, ``"return"`` is the mean over the members whose agent
-    stayed finite (NaN when none did) and ``"diverged_fraction"`` the fraction that did
-    not, so a curriculum still scores a level on which a few perturbed members broke,
-    while the breakage is reported rather than averaged away.
-    """
-    finite = jnp.isfinite(scores)
-    fitness = jnp.where(jnp.all(finite, axis=-1), jnp.mean(scores, axis=-1), -jnp.inf)
-    count = jnp.sum(finite, axis=0)
-    total = jnp.sum(jnp.where(finite, scores, 0.0), axis=0)
-    level_return = jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
-    diverged = 1.0 - count.astype(jnp.float32) / scores.shape[0]
-    return fitness, {"return": level_return, "diverged_fraction": diverged}
 
 
 def make_objective_evaluator(

@@ -19,8 +19,9 @@ import numpy as np
 from flax import serialization
 
 from discovery.drift import make_dpo_drift, make_ppo_drift
+from discovery.drift_training import MetaTrainConfig
 from discovery.files import write_bytes_atomic, write_json
-from discovery.meta.loop import MetaTrainConfig, MetaTrainResult, meta_train
+from discovery.pipeline import MetaTrainResult, meta_train
 from discovery.plots import plot_drifts, plot_fitness
 from discovery.run_folder import RunFolderPlan, start_run, writes_results
 from discovery.stats import summarise_over_seeds
@@ -46,7 +47,7 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
     run_dir = result.run_dir
     mean_params = result.mean_params
     save_params(mean_params, run_dir / "mean_params.msgpack")
-    save_params(result.state.best_params, run_dir / "best_params.msgpack")
+    save_params(result.state.optimizer.best_params, run_dir / "best_params.msgpack")
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     plot_fitness(history, run_dir / "fitness.png", title=f"{config.name}: ES fitness")
 

@@ -17,6 +17,7 @@ is ``null``, never NaN.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,10 @@ from discovery.agents.lpg_agent import lifetime_final_return, lifetime_final_rew
 from discovery.envs.registry import GRIDWORLD_PREFIX
 from discovery.files import write_json
 from discovery.lpg_task import make_objective_evaluator
-from discovery.meta.objective_loop import (
-    ObjectiveMetaTrainConfig,
-    ObjectiveMetaTrainResult,
-    a2c_like,
-    meta_train_objective,
-)
 from discovery.meta_run import generation_progress, load_params, save_params
-from discovery.objective import make_objective
+from discovery.objective import Objective, make_objective
+from discovery.objective_training import ObjectiveMetaTrainConfig, a2c_like
+from discovery.pipeline import MetaTrainResult, meta_train
 from discovery.plots import plot_metric_history
 from discovery.run_folder import RunFolderPlan, start_run, writes_results
 from discovery.stats import summarise_over_seeds
@@ -61,8 +58,19 @@ def a2c_baseline(
     return {name: np.stack(values) for name, values in results.items()}
 
 
+@dataclass
+class FinishedRun:
+    """A finished run read back from its folder: the objective, its discovered params
+    and the log (what :func:`evaluate_held_out` and the results writer need)."""
+
+    run_dir: Path
+    component: Objective
+    params: Any
+    history: list[dict[str, Any]]
+
+
 def evaluate_held_out(
-    config: ObjectiveMetaTrainConfig, result: ObjectiveMetaTrainResult
+    config: ObjectiveMetaTrainConfig, result: MetaTrainResult | FinishedRun
 ) -> dict[str, Any]:
     """Held-out final reward rate (the headline) and final return of the discovered
     objective, of its random initialisation, and of A2C, on the same seeds; each method's
@@ -70,9 +78,9 @@ def evaluate_held_out(
     layouts = tuple(config.levels.held_out)
     key = jax.random.key(config.seed + 1)
     evaluate = make_objective_evaluator(
-        result.objective, config.agent, layouts, config.eval_seeds, config.eval_lifetime
+        result.component, config.agent, layouts, config.eval_seeds, config.eval_lifetime
     )
-    initial = result.objective.init(jax.random.split(jax.random.key(config.seed), 3)[0])
+    initial = result.component.init(jax.random.split(jax.random.key(config.seed), 3)[0])
     results = {
         "learned": evaluate(result.params, key),
         "initial_objective": evaluate(initial, key),
@@ -91,20 +99,17 @@ def evaluate_held_out(
     return report
 
 
-def load_finished_run(
-    config: ObjectiveMetaTrainConfig, run_dir: Path
-) -> ObjectiveMetaTrainResult:
-    """A finished run's objective params and log, as ``meta_train_objective`` returns
-    them (without the loop state), e.g. to evaluate it again."""
+def load_finished_run(config: ObjectiveMetaTrainConfig, run_dir: Path) -> FinishedRun:
+    """A finished run's objective params and log, e.g. to evaluate it again."""
     objective = make_objective(config.objective)
     params = load_params(run_dir / "objective_params.msgpack", objective.init(jax.random.key(0)))
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     history = [json.loads(line) for line in lines]
-    return ObjectiveMetaTrainResult(run_dir, None, objective, history, lambda state: params)
+    return FinishedRun(run_dir, objective, params, history)
 
 
 def write_objective_results(
-    result: ObjectiveMetaTrainResult, config: ObjectiveMetaTrainConfig
+    result: MetaTrainResult | FinishedRun, config: ObjectiveMetaTrainConfig
 ) -> dict[str, Any]:
     """Params, the meta-training plot, held-out evaluation and ``summary.json``."""
     run_dir = result.run_dir
@@ -181,8 +186,8 @@ def run_objective_meta_training(
             if tracker is not None and jax.process_index() == 0:
                 tracker.log(record["generation"], record)
 
-        result = meta_train_objective(config, run_dir, resume=resume, on_generation=on_generation,
-                                      checkpoint=plan.checkpoint)
+        result = meta_train(config, run_dir, resume=resume, on_generation=on_generation,
+                            checkpoint=plan.checkpoint)
     if not writes_results(console.print):
         return {}
     summary = write_objective_results(result, config)

@@ -34,8 +34,8 @@ agent: keys), as the architecture's static-versus-traced rule intends. Everythin
 (network, rollout shape, lifetime, environment, drift, number of agents, ``adam_eps``,
 ``anneal_lr``; and ``gamma`` when ``normalize_reward`` is on, because the reward
 normaliser closes over it) fixes the program, so such cells run in separate groups, one
-after another. Meta-train cells run one at a time through ``meta_train`` /
-``meta_train_objective``, which checkpoint: a killed cell resumes from its checkpoint.
+after another. Meta-train cells run one at a time through ``meta_train``, which
+checkpoints, so a killed cell resumes from its checkpoint.
 
 Results go to ``<out_dir>/<name>/``: ``sweep.yaml`` (the resolved sweep),
 ``cells/<cell_id>/`` (``config.yaml``, the run's own files, and ``result.json``, written
@@ -615,18 +615,11 @@ def _run_meta_cells(
         checkpoints = cell_dir / "checkpoints"
         resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
         tic = time.perf_counter()
-        if getattr(cell.config, "component", "drift") == "objective":
-            from discovery.meta.objective_loop import meta_train_objective
-            from discovery.objective_run import write_objective_results
+        from discovery.components import component_of
+        from discovery.pipeline import meta_train
 
-            outcome = meta_train_objective(cell.config, cell_dir, resume=resume)
-            run_summary = write_objective_results(outcome, cell.config)
-        else:
-            from discovery.meta.loop import meta_train
-            from discovery.meta_run import write_results
-
-            outcome = meta_train(cell.config, cell_dir, resume=resume)
-            run_summary = write_results(outcome, cell.config)
+        outcome = meta_train(cell.config, cell_dir, resume=resume)
+        run_summary = component_of(cell.config).write_results(outcome, cell.config)
         history = [
             json.loads(line)
             for line in (cell_dir / "metrics.jsonl").read_text().splitlines()
@@ -906,13 +899,9 @@ def _resolve_base(base: Any, sweep_path: Path, source: str) -> Path:
 def _config_class(command: str, base: Path | None, overrides: Sequence[str]) -> type:
     if command == "train":
         return TrainConfig
-    if config_component(base, overrides) == "objective":
-        from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
+    from discovery.components import COMPONENTS
 
-        return ObjectiveMetaTrainConfig
-    from discovery.meta.loop import MetaTrainConfig
-
-    return MetaTrainConfig
+    return COMPONENTS[config_component(base, overrides)].config_class
 
 
 def _default_metric(config: Any) -> str:

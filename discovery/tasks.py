@@ -31,6 +31,7 @@ from discovery.agents.ppo import PPOConfig, diverged, make_evaluate, make_train
 from discovery.config import ConfigError
 from discovery.drift import Drift, make_drift
 from discovery.envs import wrappers
+from discovery.meta.curricula import score_population
 from discovery.stats import summarise_over_seeds
 
 
@@ -114,7 +115,8 @@ def final_return(curve: jax.Array, final_fraction: float) -> jax.Array:
 def make_agent_score(
     config: DriftTaskConfig, ppo: PPOConfig, env: Any, env_params: Any, drift: Drift
 ) -> Callable[..., tuple[jax.Array, Any]]:
-    """``score(key, drift_params, hparams) -> (return, metrics)`` of one PPO agent.
+    """``score(key, drift_params, hparams, level=None) -> (return, metrics)`` of one PPO
+    agent, on ``level`` (``EnvParams``; default ``env_params``).
 
     The return follows ``config.score`` and is NaN exactly when training diverged.
     ``metrics`` are ``train``'s per-update metrics (for learning curves).
@@ -122,13 +124,13 @@ def make_agent_score(
     train = make_train(ppo, env, env_params, drift)
     evaluate = make_evaluate(ppo, env, env_params) if config.score == "evaluation" else None
 
-    def score(key, drift_params, hparams):
+    def score(key, drift_params, hparams, level=None):
         key_train, key_eval = jax.random.split(key)
-        state, metrics = train(key_train, drift_params, hparams)
+        state, metrics = train(key_train, drift_params, hparams, level)
         if evaluate is None:
             value = final_return(metrics["latest_return"], config.final_fraction)
         else:
-            value = jnp.mean(evaluate(key_eval, state))
+            value = jnp.mean(evaluate(key_eval, state, level))
         return jnp.where(diverged(state, metrics), jnp.nan, value), metrics
 
     return score
@@ -150,7 +152,10 @@ class DriftTask:
 
     ``fitness(population, key) -> (fitness[P], returns[P, E, S])`` takes drift params
     with a leading population axis; ``returns`` are per seed, NaN where training
-    diverged. ``baseline`` holds ``R_ppo`` and ``R_random`` per env.
+    diverged. ``ppo_returns`` and ``random_returns`` are ``R_ppo`` and ``R_random`` per
+    env. ``fitness_on_levels(population, key, levels [S]) -> (fitness [P], returns
+    [P, 1, S], level_scores)`` trains one agent per level of the task's one env (for
+    curricula; see :func:`make_level_fitness`), or is ``None`` when not built.
     """
 
     config: DriftTaskConfig
@@ -158,6 +163,7 @@ class DriftTask:
     fitness: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
     ppo_returns: np.ndarray
     random_returns: np.ndarray
+    fitness_on_levels: Callable[..., tuple[Any, ...]] | None = None
 
     def init_params(self, key: jax.Array) -> Any:
         return self.drift.init(key)
@@ -272,8 +278,65 @@ def normaliser(
     return np.asarray(offset, np.float64), np.asarray(scale, np.float64)
 
 
-def make_drift_task(config: DriftTaskConfig, key: jax.Array) -> DriftTask:
+def make_level_fitness(
+    config: DriftTaskConfig,
+    drift: Drift,
+    offset: float,
+    scale: float,
+    antagonist_params: Any | None = None,
+) -> Callable[[Any, jax.Array, Any], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]:
+    """``fitness_on_levels(population, key, levels)`` on the task's one env: each member
+    trains one agent per level (the same keys across the population), normalised as the
+    task says with the default level's baselines.
+
+    Fitness and level scores are :func:`discovery.meta.curricula.score_population`'s
+    (a member with a diverged agent is ``-inf``). With ``antagonist_params`` (the
+    drift's PPO-clip point: the hand-designed baseline), PPO-clip also trains on every
+    level with the same keys, and each level is scored by ``"antagonist_return"`` and
+    ``"algorithmic_regret"``, PPO-clip's normalised return minus the population's
+    (GROOVE's regret, Jackson et al., 2023, with PPO-clip as the antagonist).
+    """
+    env, env_params = env_registry.make(config.envs[0])
+    agent_score = make_agent_score(config, config.ppo, env, env_params, drift)
+    hparams = env_hparams(config, 0)
+
+    def level_returns(drift_params, keys, levels):
+        returns, _ = jax.vmap(agent_score, in_axes=(0, None, None, 0))(
+            keys, drift_params, hparams, levels
+        )
+        return returns
+
+    def fitness_on_levels(population, key, levels):
+        count = jax.tree.leaves(levels)[0].shape[0]
+        keys = jax.random.split(key, count)
+        members = jax.tree.leaves(population)[0].shape[0]
+        if antagonist_params is not None:
+            # PPO-clip trains as one more member: one batched program (two concurrent
+            # batched LAPACK calls, one per network init, can deadlock jaxlib 0.10's CPU
+            # thread pool; measured on 2 cores).
+            population = jax.tree.map(
+                lambda p, a: jnp.concatenate([p, a[None]]), population, antagonist_params
+            )
+        returns = jax.vmap(level_returns, in_axes=(0, None, None))(population, keys, levels)
+        normalised = (returns - offset) / scale
+        fitness, level_scores = score_population(normalised[:members])
+        if antagonist_params is not None:
+            level_scores |= {
+                "antagonist_return": normalised[members],
+                "algorithmic_regret": normalised[members] - level_scores["return"],
+            }
+        return fitness, returns[:members, None, :], level_scores
+
+    return fitness_on_levels
+
+
+def make_drift_task(
+    config: DriftTaskConfig, key: jax.Array, on_levels: bool = False, antagonist: bool = False
+) -> DriftTask:
     """Build the task and measure its normalisation baselines (PPO-clip, random policy).
+
+    ``on_levels`` also builds ``fitness_on_levels`` (for a curriculum over the one env's
+    levels), with PPO-clip as the antagonist of algorithmic regret if ``antagonist``.
 
     Raises ``ConfigError`` when every baseline seed diverged on an env, or when the
     normalisation the config asks for is not meaningful on the measured baselines.
@@ -312,4 +375,10 @@ def make_drift_task(config: DriftTaskConfig, key: jax.Array) -> DriftTask:
         normalised = (returns.mean(axis=-1) - offset_j) / scale_j
         return normalised.mean(axis=-1), returns
 
-    return DriftTask(config, drift, fitness, ppo_returns, random_returns)
+    fitness_on_levels = None
+    if on_levels:
+        fitness_on_levels = make_level_fitness(
+            config, drift, float(offset[0]), float(scale[0]),
+            ppo_params_for(drift, key_ppo) if antagonist else None,
+        )
+    return DriftTask(config, drift, fitness, ppo_returns, random_returns, fitness_on_levels)

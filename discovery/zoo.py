@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -45,11 +44,10 @@ import yaml
 from flax import serialization
 
 from discovery import __version__
+from discovery.components import COMPONENTS, RecipeError
 from discovery.config import (
-    COMPONENTS,
     ConfigError,
     config_component,
-    from_dict,
     load_config,
     read_config_text,
     to_dict,
@@ -78,19 +76,15 @@ FORMAT = "discovery-zoo"
 #: 2: ``behaviour_sha256`` (kind, component recipe and params hashed together) is
 #: required. 1 had only ``params_sha256``, so an edited recipe loaded unnoticed.
 ZOO_FORMAT_VERSION = 2
-KINDS = COMPONENTS  # the component kinds a run or an entry can hold
+KINDS = tuple(COMPONENTS)  # the component kinds a run or an entry can hold
 MANIFEST_FILE = "manifest.json"
 PARAMS_FILE = "params.msgpack"
 ZOO_PREFIX = "zoo:"
 ZOO_ENV = "DISCOVERY_ZOO"
 SHIPPED_ZOO = Path(__file__).resolve().parent / "zoo_entries"
 
-#: The params file a run folder exports by default, per kind (discovery.meta_run and
-#: discovery.objective_run write them).
-RUN_PARAMS_FILES = {"drift": "mean_params.msgpack", "objective": "objective_params.msgpack"}
-#: Keyword arguments with which ``discovery.tasks.make_drift_task`` builds the drift it
-#: meta-trains (beyond these, ``make_lpo_drift``'s defaults).
-TASK_DRIFT_KWARGS = {"clip_eps": 0.2}
+#: The params file a run folder exports by default, per kind (the registry's).
+RUN_PARAMS_FILES = {kind: entry.params_file for kind, entry in COMPONENTS.items()}
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _NAME_RULE = "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -216,7 +210,7 @@ def list_entries() -> list[dict[str, Any]]:
 def _describe(manifest: Mapping[str, Any]) -> str:
     """One line about an entry: what it is, which run it came from, how long it trained."""
     component = manifest.get("component", {})
-    what = component.get("drift") if manifest["kind"] == "drift" else component.get("kind")
+    what = component.get("drift") or component.get("kind")  # a drift's name, an objective's kind
     provenance = manifest.get("provenance") or {}
     parts = [f"{what} {manifest['kind']}"]
     if provenance.get("run_name"):
@@ -397,37 +391,15 @@ def _restore(data: bytes, path: Path) -> dict[str, Any]:
 
 
 def _build_component(kind: str, component: Mapping[str, Any], source: str | Path) -> Any:
-    """Rebuild a drift (``make_drift``) or an objective (``make_objective``) from its recipe."""
+    """Rebuild a component from its recipe (the registry's ``rebuild``)."""
     path = source if isinstance(source, Path) else None
     if not isinstance(component, Mapping):
         raise ZooError(f"{source}: field 'component' is {component!r}; expected a mapping",
                        path=path, field="component")
-    if kind == "drift":
-        from discovery.drift import list_drifts, make_drift
-
-        kwargs = dict(component)
-        name = kwargs.pop("drift", None)
-        if name not in list_drifts():
-            raise ZooError(
-                f"{source}: field 'component.drift' is {name!r}; allowed: {list_drifts()}",
-                path=path, field="component.drift",
-            )
-        try:
-            return make_drift(name, **kwargs)
-        except (TypeError, ValueError) as e:
-            raise ZooError(
-                f"{source}: field 'component' {dict(component)!r} does not build a {name} "
-                f"drift: {e}; expected make_drift({name!r}, ...) keyword arguments",
-                path=path, field="component",
-            ) from e
-    from discovery.objective import ObjectiveConfig, make_objective
-
     try:
-        config = from_dict(ObjectiveConfig, component, source=f"{source} field 'component'")
-    except ConfigError as e:
-        raise ZooError(f"{source}: field 'component': {e}", path=path,
-                       field="component") from e
-    return make_objective(config)
+        return COMPONENTS[kind].rebuild(component)
+    except RecipeError as e:
+        raise ZooError(f"{source}: {e}", path=path, field=e.field) from e
 
 
 def behaviour_sha256(kind: str, component: Mapping[str, Any], params: bytes) -> str:
@@ -441,19 +413,6 @@ def behaviour_sha256(kind: str, component: Mapping[str, Any], params: bytes) -> 
     digest.update(b"\n")
     digest.update(params)
     return digest.hexdigest()
-
-
-def drift_component(drift: str) -> dict[str, Any]:
-    """The recipe of the learnable drift ``discovery.tasks`` meta-trains: its name and every
-    keyword argument, written out so later changes of defaults cannot change the entry."""
-    from discovery.drift import make_lpo_drift
-
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(make_lpo_drift).parameters.items()
-        if name != "temporally_aware"  # Implied by the name ("ta_lpo").
-    }
-    return {"drift": drift, **defaults, **TASK_DRIFT_KWARGS}
 
 
 def _check_structure(component: Any, state: Mapping[str, Any], path: Path) -> None:
@@ -576,12 +535,8 @@ def _read_run(
         raise ZooError(f"{config_path}: not found; expected a finished meta-training run "
                        "folder (config.yaml and its params)", path=config_path)
     kind = run_component_kind(config_path)
-    if kind == "drift":
-        from discovery.meta.loop import MetaTrainConfig as config_cls
-    else:
-        from discovery.meta.objective_loop import ObjectiveMetaTrainConfig as config_cls
     try:
-        config = load_config(config_cls, config_path)
+        config = load_config(COMPONENTS[kind].config_class, config_path)
     except ConfigError as e:
         raise ZooError(f"{config_path}: {e}", path=config_path, field=e.field) from e
 
@@ -594,13 +549,7 @@ def _read_run(
             f"{', '.join(present) or '(none)'}. Is the run finished?",
             path=params_path, field="params_file",
         )
-    if kind == "drift":
-        component = drift_component(config.task.drift)
-        optimizer = f"es/{config.es.strategy}"
-    else:
-        component = to_dict(config.objective)
-        optimizer = (config.optimizer if config.optimizer == "metagrad"
-                     else f"es/{config.es.strategy}")
+    component, optimizer = COMPONENTS[kind].recipe_of(config)
     data = params_path.read_bytes()
     state = _restore(data, params_path)
     _check_structure(_build_component(kind, component, config_path), state, params_path)

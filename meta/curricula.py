@@ -15,6 +15,8 @@ lifetime ended move to a new level) calls ``batch = curriculum.draw(key, state, 
 and, once it knows which draws were used, ``state = curriculum.mark_sampled(state,
 batch, used)``; ``sample`` is exactly ``draw`` then ``mark_sampled`` of every draw.
 
+* ``"none"``: no curriculum; the task trains on its own fixed levels (a drift task's
+  environments at their default parameters). Nothing is built for it.
 * ``"dr"``, domain randomisation: a fresh level from the generator for every agent.
 * ``"plr"``, prioritised level replay (:mod:`discovery.meta.plr`; Jiang et al., 2021) over a
   buffer scored by algorithmic regret (GROOVE, Jackson et al., 2023), positive value
@@ -46,7 +48,7 @@ from discovery.meta import alp_gmm, plr
 from discovery.meta.alp_gmm import ALPGMMConfig
 from discovery.meta.plr import PLRConfig
 
-CURRICULA = ("dr", "plr", "alp_gmm")
+CURRICULA = ("none", "dr", "plr", "alp_gmm")
 SCORES = ("algorithmic_regret", "positive_value_loss", "max_mc", "return")
 
 
@@ -55,7 +57,7 @@ class CurriculumConfig:
     """Which curriculum picks the training levels, and what scores a level.
 
     Attributes:
-      kind: ``"dr"``, ``"plr"`` or ``"alp_gmm"`` (see the module docstring).
+      kind: ``"none"``, ``"dr"``, ``"plr"`` or ``"alp_gmm"`` (see the module docstring).
       score: what a finished level is scored by: ``"algorithmic_regret"`` (an A2C
         antagonist's return minus the learned algorithm's; GROOVE), ``"positive_value_loss"``,
         ``"max_mc"`` (robust PLR), or ``"return"`` (the agents' competence, ALP-GMM's
@@ -64,7 +66,7 @@ class CurriculumConfig:
       alp_gmm: ALP-GMM settings (``kind="alp_gmm"``).
     """
 
-    kind: Literal["dr", "plr", "alp_gmm"] = "dr"
+    kind: Literal["none", "dr", "plr", "alp_gmm"] = "dr"
     score: Literal["algorithmic_regret", "positive_value_loss", "max_mc", "return"] = (
         "algorithmic_regret"
     )
@@ -74,7 +76,13 @@ class CurriculumConfig:
     @property
     def needs_antagonist(self) -> bool:
         """Whether levels must be scored against an A2C antagonist."""
-        return self.kind != "dr" and self.score == "algorithmic_regret"
+        return self.kind in ("plr", "alp_gmm") and self.score == "algorithmic_regret"
+
+    @property
+    def learns_from(self) -> str:
+        """The level score the curriculum updates on (DR ignores scores, so its
+        statistics follow the agents' ``"return"``)."""
+        return "return" if self.kind == "dr" else self.score
 
 
 @struct.dataclass
@@ -83,6 +91,26 @@ class LevelBatch:
 
     levels: Any
     slots: jax.Array
+
+
+@struct.dataclass
+class FinishedLevels:
+    """The levels whose agents finished in a meta-optimiser's step, with their scores;
+    each ``[A]`` (what a curriculum learns from).
+
+    ``valid`` marks the agents that finished with finite params and a scored window;
+    ``restarted`` the agents that moved to the step's next levels (finished, or broken);
+    ``slots`` are the curriculum's ids the levels came with; ``scores`` maps
+    ``"return"`` (reward per step), ``"antagonist_return"`` and ``"algorithmic_regret"``
+    (NaN without an antagonist),
+    ``"positive_value_loss"`` and ``"max_mc"`` to ``[A]`` arrays.
+    """
+
+    levels: Any
+    slots: jax.Array
+    valid: jax.Array
+    restarted: jax.Array
+    scores: dict[str, jax.Array]
 
 
 @struct.dataclass
@@ -136,6 +164,10 @@ def make_curriculum(
     proposes points of its unit cube, and gives the other curricula a level-diversity
     statistic (mean spread of the encoded levels).
     """
+    if config.kind == "none":
+        raise ValueError(
+            "curriculum.kind='none' builds no curriculum: the task keeps its own levels"
+        )
     if config.kind == "dr":
         return _domain_randomisation(config, sample_level)
     if config.kind == "plr":
@@ -146,6 +178,26 @@ def make_curriculum(
             "'gridworld/random' or '<env>/random' for a classic-control env"
         )
     return _alp_gmm(config, space)
+
+
+def score_population(scores: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Members' fitness and per-level scores from agents' scores ``[P, L]``, one agent
+    per member and level (NaN: the agent diverged).
+
+    A member's fitness is the mean of its ``L`` agents' scores when all are finite and
+    ``-inf`` otherwise: divergence is the worst outcome, and every member is scored on
+    the same levels. Per level, ``"return"`` is the mean over the members whose agent
+    stayed finite (NaN when none did) and ``"diverged_fraction"`` the fraction that did
+    not, so a curriculum still scores a level on which a few perturbed members broke,
+    while the breakage is reported rather than averaged away.
+    """
+    finite = jnp.isfinite(scores)
+    fitness = jnp.where(jnp.all(finite, axis=-1), jnp.mean(scores, axis=-1), -jnp.inf)
+    count = jnp.sum(finite, axis=0)
+    total = jnp.sum(jnp.where(finite, scores, 0.0), axis=0)
+    level_return = jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+    diverged = 1.0 - count.astype(jnp.float32) / scores.shape[0]
+    return fitness, {"return": level_return, "diverged_fraction": diverged}
 
 
 def _score_stats(scores: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -1,22 +1,30 @@
-"""The outer loop: generations of ask -> train a population -> tell, with logging,
+"""The outer loop, once for every component and meta-optimiser: generations, logging,
 atomic checkpoints and exact resume.
 
-One generation is a function of a :class:`LoopState` (three jitted programs: ask,
-score, tell); the population is split over every visible device, so the same run uses
-one CPU, eight GPUs, or a multi-host job after ``jax.distributed.initialize()``.
-A resumed run reproduces the uninterrupted one exactly: the checkpoint holds the ES
-state, the RNG key, the generation counter and the best params, and the metrics log is
-cut back to the checkpoint's generation.
+A generation draws levels from the curriculum (when the task has one), takes one step
+of the meta-optimiser on them (:mod:`discovery.meta.optimizers`: an ES generation or a
+meta-gradient update), and tells the curriculum what the finished levels scored::
+
+    batch = curriculum.draw(key, curriculum_state, n)
+    optimizer_state, metrics, finished = optimizer.step(optimizer_state, batch)
+    curriculum_state = curriculum.mark_sampled(curriculum_state, batch, finished.restarted)
+    curriculum_state = curriculum.update(curriculum_state, finished, finished.scores[score],
+                                         finished.valid)
+
+The whole carried state (:class:`MetaLoopState`) is checkpointed every few generations,
+and a resumed run reproduces the uninterrupted one exactly: the checkpoint holds the
+optimiser's and the curriculum's states with their keys and the generation counter,
+and the metrics log is cut back to the checkpoint's generation. This module imports
+nothing above ``discovery.meta``: tasks plug in through the functions they pass.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,48 +32,9 @@ import numpy as np
 from flax import struct
 
 from discovery import checkpoint as ckpt
-from discovery.agents.ppo import PPOConfig
-from discovery.config import to_dict
-from discovery.envs.distributed import join_distributed_job
 from discovery.files import dumps, write_text_atomic
-from discovery.meta.es import ESConfig, EvolutionStrategy, make_es
-from discovery.tasks import DriftTask, DriftTaskConfig, make_drift_task
-
-
-def _demo_task() -> DriftTaskConfig:
-    # CartPole with short lifetimes and an aggressive learning rate: the regime where the
-    # drift's shape matters (with no drift at all, returns halve; DPO beats PPO-clip).
-    return DriftTaskConfig(
-        envs=("CartPole-v1",), seeds=4, ppo=PPOConfig(total_timesteps=8192, lr=1e-2)
-    )
-
-
-@dataclass(frozen=True)
-class MetaTrainConfig:
-    """A drift meta-training run (the defaults are the README's small CPU demo).
-
-    Attributes:
-      component: marks the config kind for ``discover meta-train``.
-      name: run name; results go to ``<runs_dir>/<name>/``.
-      seed: the run's seed; same config and seed give the same numbers.
-      generations: ES generations to run.
-      task: what a drift is scored on (environments, seeds, inner-loop PPO).
-      es: the evolution strategy.
-      checkpoint_every: generations between checkpoints (the last is always saved).
-      keep_checkpoints: how many recent checkpoints to keep.
-      max_nonfinite_generations: stop with an error once this many generations in a
-        row had no finite member (every agent diverged: nothing can be learned).
-    """
-
-    component: Literal["drift"] = "drift"
-    name: str = "lpo-cartpole-demo"
-    seed: int = 0
-    generations: int = field(default=40, metadata={"min": 1})
-    task: DriftTaskConfig = field(default_factory=_demo_task)
-    es: ESConfig = field(default_factory=lambda: ESConfig(population_size=16))
-    checkpoint_every: int = field(default=5, metadata={"min": 1})
-    keep_checkpoints: int = field(default=3, metadata={"min": 1})
-    max_nonfinite_generations: int = field(default=3, metadata={"min": 1})
+from discovery.meta.curricula import Curriculum, FinishedLevels, LevelBatch
+from discovery.meta.optimizers import MetaOptimizer
 
 
 class MetaTrainingDiverged(RuntimeError):
@@ -73,132 +42,106 @@ class MetaTrainingDiverged(RuntimeError):
 
 
 @struct.dataclass
-class LoopState:
+class MetaLoopState:
     """Everything the outer loop carries from one generation to the next."""
 
-    es_state: Any
-    key: jax.Array
+    optimizer: Any
+    curriculum: Any
     generation: jax.Array
-    best_params: Any
-    best_fitness: jax.Array
 
 
-def population_devices(population_size: int) -> list[jax.Device] | None:
-    """The devices the population is split over, or ``None`` to score it on one device
-    (a single device, or a population that does not divide evenly over the devices)."""
-    devices = jax.devices()
-    if len(devices) == 1 or population_size % len(devices):
-        return None
-    return devices
+def initial_state(
+    optimizer: MetaOptimizer,
+    curriculum: Curriculum | None,
+    params: Any,
+    key: jax.Array,
+    generation_key: jax.Array,
+    levels_per_step: int,
+) -> MetaLoopState:
+    """Generation 0: the optimiser at ``params`` and, for optimisers whose agents
+    outlive a generation, its first agents on levels the curriculum drew."""
+    curriculum_state = None if curriculum is None else curriculum.init()
+    first = None
+    if curriculum is not None and optimizer.needs_first_levels:
+        key_first = jax.random.split(jax.random.fold_in(generation_key, 1))[1]
+        first, curriculum_state = curriculum.sample(key_first, curriculum_state, levels_per_step)
+    return MetaLoopState(
+        optimizer=optimizer.init(key, params, first, generation_key),
+        curriculum=curriculum_state,
+        generation=jnp.int32(0),
+    )
 
 
-def split_over_devices(
-    fitness_fn: Callable[..., tuple[Any, ...]], devices: Sequence[jax.Device]
-) -> Callable[..., tuple[Any, ...]]:
-    """Score equal slices of the population on each device concurrently.
-
-    Scoring is embarrassingly parallel over the population, so each device gets its
-    slice and runs the same jitted program with no collective at all (dispatch is
-    asynchronous, so the devices run at once); results come back to the host, and
-    across processes of a ``jax.distributed`` job they are all-gathered. On forced CPU
-    devices this also avoids a jaxlib 0.10 deadlock that a single SPMD program over the
-    ``jax.sharding`` mesh hits (measured: 3 of 3 runs hung).
-    """
-    jitted = jax.jit(fitness_fn)
-    global_index = {device: index for index, device in enumerate(devices)}
-    local = [device for device in jax.local_devices() if device in global_index]
-
-    def score(population: Any, key: jax.Array, *args: Any) -> Any:
-        size = jax.tree.leaves(population)[0].shape[0] // len(devices)
-        outputs = []
-        for device in local:
-            start = global_index[device] * size
-            chunk = jax.tree.map(lambda x, start=start: x[start : start + size], population)
-            on_device = jax.device_put((chunk, key, args), device)
-            outputs.append(jitted(on_device[0], on_device[1], *on_device[2]))
-        outputs = jax.device_get(outputs)
-        # Per-member outputs (fitness, returns) are concatenated in member order; any
-        # further output (per-level scores averaged over a slice's members) is averaged.
-        per_member = [
-            jax.tree.map(lambda *xs: np.concatenate(xs), *[out[i] for out in outputs])
-            for i in range(2)
-        ]
-        averaged = [
-            jax.tree.map(lambda *xs: np.mean(np.stack(xs), axis=0), *[out[i] for out in outputs])
-            for i in range(2, len(outputs[0]))
-        ]
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            per_member = multihost_utils.process_allgather(per_member, tiled=True)
-            averaged = jax.tree.map(
-                lambda x: np.mean(x, axis=0), multihost_utils.process_allgather(averaged)
-            )
-        return (*per_member, *averaged)
-
-    return score
+def finished_level_metrics(finished: FinishedLevels) -> dict[str, Any]:
+    """Log fields for the levels finished in a step: how many, and their mean scores."""
+    valid = np.asarray(finished.valid)
+    metrics: dict[str, Any] = {"levels_finished": int(valid.sum())}
+    for name, scores in finished.scores.items():
+        scores = np.asarray(scores)[valid]
+        scores = scores[np.isfinite(scores)]
+        metrics[f"level_{name}"] = float(scores.mean()) if scores.size else float("nan")
+    return metrics
 
 
-def make_generation_step(
-    es: EvolutionStrategy,
-    fitness_fn: Callable[..., tuple[Any, ...]],
-    devices: Sequence[jax.Device] | None,
-) -> Callable[..., tuple[LoopState, dict[str, Any]]]:
-    """One generation: ask, score the population (split over ``devices``), tell, track
-    the best. Three jitted programs (ask, score, tell), so that scoring can be spread
-    over devices with :func:`split_over_devices`.
+def make_meta_step(
+    optimizer: MetaOptimizer,
+    curriculum: Curriculum | None,
+    generation_key: jax.Array,
+    levels_per_step: int,
+    level_score: str | None,
+) -> Callable[[MetaLoopState], tuple[MetaLoopState, dict[str, Any]]]:
+    """One generation (see the module docstring); without a curriculum the task's own
+    levels are used and nothing is drawn."""
+    key_levels = jax.random.split(jax.random.fold_in(generation_key, 1))[0]
 
-    ``fitness_fn(population, key, *args) -> (fitness [P], returns [P, ...], *extra)``;
-    ``generation_step(state, *args)`` passes ``args`` (e.g. a curriculum's levels) on,
-    and returns a third output, a per-level ``extra`` value, under ``metrics["extra"]``.
-    """
-
-    @jax.jit
-    def ask(state: LoopState):
-        key, key_ask, key_eval = jax.random.split(state.key, 3)
-        population, es_state = es.ask(key_ask, state.es_state)
-        return population, es_state, key, key_eval
-
-    score = jax.jit(fitness_fn) if devices is None else split_over_devices(fitness_fn, devices)
-
-    @jax.jit
-    def tell(state: LoopState, population, es_state, key, fitness, returns):
-        es_state, es_metrics = es.tell(es_state, population, fitness)
-        best = es_metrics.best_index
-        improved = jnp.isfinite(fitness[best]) & (fitness[best] > state.best_fitness)
-        best_params = jax.tree.map(
-            lambda pop, old: jnp.where(improved, pop[best], old), population, state.best_params
+    def step(state: MetaLoopState) -> tuple[MetaLoopState, dict[str, Any]]:
+        if curriculum is None:
+            optimizer_state, metrics, _ = optimizer.step(state.optimizer, None)
+            return MetaLoopState(optimizer_state, None, state.generation + 1), metrics
+        key = jax.random.fold_in(key_levels, state.generation)
+        batch = curriculum.draw(key, state.curriculum, levels_per_step)
+        optimizer_state, metrics, finished = optimizer.step(state.optimizer, batch)
+        curriculum_state = curriculum.mark_sampled(state.curriculum, batch, finished.restarted)
+        curriculum_state = curriculum.update(
+            curriculum_state,
+            LevelBatch(levels=finished.levels, slots=finished.slots),
+            finished.scores[level_score],
+            finished.valid,
         )
-        metrics = {
-            "fitness_mean": es_metrics.fitness_mean,
-            "fitness_max": es_metrics.fitness_max,
-            "fitness_min": es_metrics.fitness_min,
-            "num_nonfinite": es_metrics.num_nonfinite,
-            "sigma": es_metrics.sigma,
-            # returns: [P, E, S] (drifts: per env and seed) or [P, A] (objectives: per
-            # agent); NaN marks a diverged seed, counted rather than averaged in.
-            "returns_mean": jnp.nanmean(returns, axis=(0, *range(2, returns.ndim))),
-            "returns_best": jnp.nanmean(returns[best], axis=tuple(range(1, returns.ndim - 1))),
-            "nonfinite_returns": jnp.sum(~jnp.isfinite(returns)),
-        }
-        new_state = LoopState(
-            es_state=es_state,
-            key=key,
-            generation=state.generation + 1,
-            best_params=best_params,
-            best_fitness=jnp.where(improved, fitness[best], state.best_fitness),
-        )
-        return new_state, metrics
+        metrics = dict(metrics) | finished_level_metrics(finished)
+        metrics |= {f"curriculum_{k}": v for k, v in curriculum.stats(curriculum_state).items()}
+        return MetaLoopState(optimizer_state, curriculum_state, state.generation + 1), metrics
 
-    def generation_step(state: LoopState, *args: Any) -> tuple[LoopState, dict[str, Any]]:
-        population, es_state, key, key_eval = ask(state)
-        fitness, returns, *extra = score(population, key_eval, *args)
-        state, metrics = tell(state, population, es_state, key, fitness, returns)
-        if extra:
-            metrics = {**metrics, "extra": extra[0]}
-        return state, metrics
+    return step
 
-    return generation_step
+
+def meta_loop(
+    optimizer: MetaOptimizer,
+    curriculum: Curriculum | None,
+    params: Any,
+    run_dir: str | Path,
+    *,
+    key: jax.Array,
+    generation_key: jax.Array,
+    levels_per_step: int = 0,
+    level_score: str | None = None,
+    max_failed_in_a_row: int = 3,
+    **loop_options: Any,
+) -> tuple[MetaLoopState, list[dict[str, Any]]]:
+    """Run (or resume) ``optimizer`` from ``params`` with ``curriculum`` (``None``: the
+    task's fixed levels) through :func:`run_generations`; ``loop_options`` are its
+    keywords (generations, checkpointing, resume, logging)."""
+    state = initial_state(optimizer, curriculum, params, key, generation_key, levels_per_step)
+    step = make_meta_step(optimizer, curriculum, generation_key, levels_per_step, level_score)
+    return run_generations(
+        step,
+        state,
+        run_dir,
+        record_extras=lambda state: optimizer.record_extras(state.optimizer),
+        failed=optimizer.all_failed,
+        max_failed_in_a_row=max_failed_in_a_row,
+        **loop_options,
+    )
 
 
 def _truncate_metrics(path: Path, generation: int) -> None:
@@ -218,21 +161,6 @@ def _to_python(value: Any) -> Any:
     if array.ndim == 0:
         return array.item()
     return array.tolist()
-
-
-@dataclass
-class MetaTrainResult:
-    """What a finished (or resumed-and-finished) run leaves behind."""
-
-    run_dir: Path
-    state: LoopState
-    task: DriftTask
-    es: EvolutionStrategy
-    history: list[dict[str, Any]]
-
-    @property
-    def mean_params(self) -> Any:
-        return self.es.mean(self.state.es_state)
 
 
 def run_generations(
@@ -315,87 +243,8 @@ def run_generations(
         if failed_in_a_row >= max_failed_in_a_row:
             raise MetaTrainingDiverged(
                 f"generations {generation - failed_in_a_row + 1}-{generation}: every "
-                f"population member was non-finite (training diverged) in "
+                f"population member (or meta-gradient chunk) was non-finite (training diverged) in "
                 f"{failed_in_a_row} generations in a row; check the inner-loop settings "
                 "(learning rate, rollout length, total steps) and the meta-optimiser's step sizes"
             )
     return state, history
-
-
-def meta_train(
-    config: MetaTrainConfig,
-    run_dir: str | Path,
-    resume: bool = False,
-    on_generation: Callable[[dict[str, Any]], None] | None = None,
-    stop_after: int | None = None,
-    checkpoint: Path | None = None,
-) -> MetaTrainResult:
-    """Run (or resume) drift meta-training, writing ``metrics.jsonl`` and checkpoints.
-
-    ``on_generation`` receives each generation's logged record (for progress display).
-    ``stop_after`` ends the run after that many generations of this call, as a kill
-    would (used to test resume). ``checkpoint`` picks the checkpoint a resume loads
-    (default: the latest). Every checkpoint records the config that made it.
-    """
-    join_distributed_job()  # a no-op once the package's import joined
-    key = jax.random.key(config.seed)
-    key_task, key_init, key_es, key_loop = jax.random.split(key, 4)
-    task = make_drift_task(config.task, key_task)
-    init_params = task.init_params(key_init)
-    es = make_es(config.es, init_params)
-    state = initial_loop_state(es, key_es, key_loop, init_params)
-    devices = population_devices(config.es.population_size)
-    steps_per_generation = (
-        config.es.population_size
-        * len(config.task.envs)
-        * config.task.seeds
-        * config.task.ppo.num_updates
-        * config.task.ppo.steps_per_update
-    )
-    baselines = {
-        "ppo_returns": task.ppo_returns.tolist(),
-        "random_returns": task.random_returns.tolist(),
-    }
-    state, history = run_generations(
-        make_generation_step(es, task.fitness, devices),
-        state,
-        run_dir,
-        generations=config.generations,
-        checkpoint_every=config.checkpoint_every,
-        keep_checkpoints=config.keep_checkpoints,
-        resume=resume,
-        steps_per_generation=steps_per_generation,
-        metadata={"baselines": baselines, "config": to_dict(config)},
-        record_extras=es_record_extras(es),
-        on_generation=on_generation,
-        stop_after=stop_after,
-        failed=lambda record: record["num_nonfinite"] == config.es.population_size,
-        max_failed_in_a_row=config.max_nonfinite_generations,
-        checkpoint=checkpoint,
-    )
-    return MetaTrainResult(Path(run_dir), state, task, es, history)
-
-
-def initial_loop_state(
-    es: EvolutionStrategy, key_es: jax.Array, key_loop: jax.Array, init_params: Any
-) -> LoopState:
-    """The ES loop's state at generation 0, its mean at ``init_params``."""
-    return LoopState(
-        es_state=es.init(key_es, init_params),
-        key=key_loop,
-        generation=jnp.int32(0),
-        best_params=init_params,
-        best_fitness=jnp.float32(-jnp.inf),
-    )
-
-
-def es_record_extras(es: EvolutionStrategy) -> Callable[[LoopState], dict[str, Any]]:
-    """The ES fields logged with every generation (best fitness so far, step size)."""
-
-    def extras(state: LoopState) -> dict[str, Any]:
-        return {
-            "best_fitness": float(state.best_fitness),
-            "learning_rate": float(es.learning_rate(state.es_state)),
-        }
-
-    return extras

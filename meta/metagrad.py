@@ -52,6 +52,7 @@ from discovery.agents import distributions
 from discovery.agents.a2c import A2C, A2CState
 from discovery.agents.lpg_agent import Experience, LPGAgent, LPGAgentState, sample_lifetime
 from discovery.agents.rollout import gae
+from discovery.meta.curricula import FinishedLevels
 
 Metrics = dict[str, jax.Array]
 
@@ -147,25 +148,6 @@ class LevelRecord:
 
 
 @struct.dataclass
-class FinishedLevels:
-    """The levels whose agents finished in a step, with their scores; each ``[A]``.
-
-    ``valid`` marks the agents that finished with finite params and a scored window;
-    ``restarted`` the agents that moved to the step's next levels (finished, or broken);
-    ``slots`` are the curriculum's ids the levels came with; ``scores`` maps
-    ``"return"`` (reward per step), ``"antagonist_return"`` and ``"algorithmic_regret"``
-    (NaN without an antagonist),
-    ``"positive_value_loss"`` and ``"max_mc"`` to ``[A]`` arrays.
-    """
-
-    levels: Any
-    slots: jax.Array
-    valid: jax.Array
-    restarted: jax.Array
-    scores: dict[str, jax.Array]
-
-
-@struct.dataclass
 class MetaGradState:
     """The meta-optimiser's state: objective params, Adam state, the agents, a key, and
     each agent's level bookkeeping (curriculum slot, window record, A2C antagonist)."""
@@ -250,6 +232,7 @@ def make_metagrad(
         # Stagger the first lifetimes so agents are at every stage of learning at once.
         start = jax.random.randint(key_stagger, (config.num_agents,), 0, agents.lifetime)
         agents = agents.replace(update_idx=start.astype(jnp.int32))
+        key_antagonists, _ = jax.lax.optimization_barrier((key_antagonists, agents))
         antagonists = new_antagonists(key_antagonists, levels)
         if antagonists is not None:
             antagonists = antagonists.replace(update_idx=agents.update_idx)
@@ -481,6 +464,9 @@ def make_metagrad(
         agents = jax.tree.map(restart, fresh_agents, agents)
         records = jax.tree.map(restart, LevelRecord.zeros(config.num_agents), records)
         if antagonists is not None:
+            # After the agents' inits: two batched network inits (LAPACK QR) running at
+            # once can deadlock jaxlib 0.10's CPU thread pool.
+            key_antagonists, _ = jax.lax.optimization_barrier((key_antagonists, fresh_agents))
             antagonists = jax.tree.map(
                 restart, new_antagonists(key_antagonists, next_levels), antagonists
             )

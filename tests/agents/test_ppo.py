@@ -25,7 +25,7 @@ def _final_returns(metrics, last=20):
 CARTPOLE_DRIFTS = ("ppo", "dpo")
 
 
-def _train_cartpole(seeds=4):
+def _train_cartpole(compiler_options, seeds=4):
     """Episode-return metrics ``[drifts, seeds, updates]`` of PPO-clip and DPO agents,
     trained as one compiled program (a drift choice vmapped over its index) on the same
     seeds."""
@@ -38,13 +38,13 @@ def _train_cartpole(seeds=4):
               "members": tuple(drift.init(keys[0]) for drift in drifts)}
     over_seeds = jax.vmap(train, in_axes=(0, None))
     over_drifts = jax.vmap(over_seeds, in_axes=(None, {"index": 0, "members": None}))
-    _, metrics = jax.jit(over_drifts)(keys, params)
+    _, metrics = jax.jit(over_drifts, compiler_options=compiler_options)(keys, params)
     return metrics
 
 
 @pytest.mark.slow
-def test_cartpole_solved_on_every_seed_by_ppo_and_dpo():
-    metrics = _train_cartpole()
+def test_cartpole_solved_on_every_seed_by_ppo_and_dpo(run_optimised):
+    metrics = _train_cartpole(run_optimised)
     returns = np.asarray(metrics["episode_return"])
     for drift_name, drift_returns in zip(CARTPOLE_DRIFTS, returns):
         finals = _final_returns({"episode_return": drift_returns})

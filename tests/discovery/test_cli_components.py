@@ -36,7 +36,7 @@ def test_export_then_list_then_load_by_name(tmp_path, capsys):
     import numpy as np
 
     from discovery.config import from_dict, save_config
-    from discovery.meta.loop import MetaTrainConfig
+    from discovery.drift_training import MetaTrainConfig
     from discovery.zoo import SHIPPED_ZOO, load
 
     # A finished drift run folder, rebuilt from the shipped entry's provenance.
@@ -229,7 +229,7 @@ def test_zoo_lists_unreadable_entries_with_the_reason_and_the_rest(tmp_path, cap
 
 def test_export_over_an_existing_entry_names_the_flag(tmp_path, capsys):
     from discovery.config import from_dict, save_config
-    from discovery.meta.loop import MetaTrainConfig
+    from discovery.drift_training import MetaTrainConfig
     from discovery.zoo import SHIPPED_ZOO, load
 
     shipped = load("zoo:lpo-cartpole-demo")

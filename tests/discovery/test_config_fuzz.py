@@ -23,8 +23,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from discovery.agents.ppo import PPOConfig  # noqa: E402
 from discovery.config import INT_MAX, INT_MIN, ConfigError, apply_overrides, from_dict  # noqa: E402
+from discovery.drift_training import MetaTrainConfig  # noqa: E402
 from discovery.meta.es import ESConfig  # noqa: E402
-from discovery.meta.loop import MetaTrainConfig  # noqa: E402
 from discovery.tasks import DriftTaskConfig  # noqa: E402
 from discovery.train import TrainConfig  # noqa: E402
 

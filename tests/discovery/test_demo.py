@@ -43,8 +43,8 @@ def test_shipped_configs_load():
     from pathlib import Path
 
     from discovery.config import config_component, load_config
-    from discovery.meta.loop import MetaTrainConfig
-    from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
+    from discovery.drift_training import MetaTrainConfig
+    from discovery.objective_training import ObjectiveMetaTrainConfig
     from discovery.sweep import load_sweep
     from discovery.train import TrainConfig
 

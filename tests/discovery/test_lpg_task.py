@@ -134,7 +134,7 @@ def test_es_fitness_scores_every_level_and_ranks_divergence_last(tiny_task):
 
 
 def test_es_scores_curriculum_levels_by_algorithmic_regret():
-    from discovery.meta.objective_loop import a2c_like
+    from discovery.objective_training import a2c_like
 
     agent_config = LPGAgentConfig(num_envs=4, rollout_len=5)
     objective = make_objective(ObjectiveConfig(prediction_size=4, hidden_size=8))

@@ -12,9 +12,9 @@ import numpy as np
 from discovery.agents.lpg_agent import LPGAgentConfig
 from discovery.files import loads_strict
 from discovery.lpg_task import LevelsConfig
-from discovery.meta.objective_loop import ObjectiveMetaTrainConfig, ObjectiveMetaTrainResult
 from discovery.objective import ObjectiveConfig, make_objective
-from discovery.objective_run import write_objective_results
+from discovery.objective_run import FinishedRun, write_objective_results
+from discovery.objective_training import ObjectiveMetaTrainConfig
 
 
 def test_held_out_summary_headlines_the_reward_rate_and_is_strict_json(tmp_path):
@@ -34,7 +34,7 @@ def test_held_out_summary_headlines_the_reward_rate_and_is_strict_json(tmp_path)
     records = [{"generation": g, "episode_return": None, "env_steps": 10 * (g + 1),
                 "wall_time_s": 0.1} for g in range(2)]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = ObjectiveMetaTrainResult(tmp_path, None, objective, records, lambda s: params)
+    result = FinishedRun(tmp_path, objective, params, records)
 
     summary = write_objective_results(result, config)
     written = loads_strict((tmp_path / "summary.json").read_text())

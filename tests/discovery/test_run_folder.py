@@ -7,7 +7,7 @@ import pytest
 
 from discovery.checkpoint import CheckpointError, save_checkpoint
 from discovery.config import save_config, to_dict
-from discovery.meta.loop import MetaTrainConfig
+from discovery.drift_training import MetaTrainConfig
 from discovery.meta_run import run_meta_training
 from discovery.run_folder import config_fingerprint, prepare_run_folder, record_resume
 

@@ -337,8 +337,8 @@ def test_meta_train_cells_run_in_turn_resume_from_checkpoints_and_rank_by_fitnes
     """The meta-train path with the outer loop faked (a real tiny drift run costs ~45 s
     per cell on two CPU cores): cells run one at a time, a killed cell resumes from its
     checkpoint, and the metric is the mean over the last fifth of generations."""
-    import discovery.meta.loop
     import discovery.meta_run
+    import discovery.pipeline
 
     calls: list[tuple[str, bool]] = []
 
@@ -354,7 +354,7 @@ def test_meta_train_cells_run_in_turn_resume_from_checkpoints_and_rank_by_fitnes
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         return run_dir
 
-    monkeypatch.setattr(discovery.meta.loop, "meta_train", fake_meta_train)
+    monkeypatch.setattr(discovery.pipeline, "meta_train", fake_meta_train)
     monkeypatch.setattr(discovery.meta_run, "write_results",
                         lambda result, config: {"evaluation": {"learned_mean_return": [1.0]}})
     spec = load_sweep(write_sweep(tmp_path, command="meta-train", set=["generations=10"],

@@ -17,10 +17,10 @@ from discovery import (
 )
 from discovery.config import save_config, to_dict
 from discovery.drift import make_drift
-from discovery.meta.loop import MetaTrainConfig
-from discovery.meta.objective_loop import ObjectiveMetaTrainConfig
+from discovery.drift_training import MetaTrainConfig
 from discovery.meta_run import save_params
 from discovery.objective import ObjectiveConfig, make_objective
+from discovery.objective_training import ObjectiveMetaTrainConfig
 from discovery.tasks import DriftTaskConfig
 from discovery.zoo import ZooError
 

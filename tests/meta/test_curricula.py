@@ -15,9 +15,9 @@ from discovery.meta import plr
 from discovery.meta.alp_gmm import ALPGMMConfig
 from discovery.meta.curricula import CurriculumConfig, LevelBatch, make_curriculum
 from discovery.meta.metagrad import MetaGradConfig, make_metagrad
-from discovery.meta.objective_loop import a2c_like
 from discovery.meta.plr import PLRConfig
 from discovery.objective import ObjectiveConfig, make_objective
+from discovery.objective_training import a2c_like
 
 SPACE = make_level_space("gridworld", max_size=5, max_objects=2)
 CONFIGS = {

@@ -16,8 +16,13 @@ import pytest
 
 from discovery import meta  # noqa: F401  (sets XLA_FLAGS)
 from discovery.agents.ppo import PPOConfig
+from discovery.drift_training import MetaTrainConfig
+from discovery.meta.alp_gmm import ALPGMMConfig
+from discovery.meta.curricula import CurriculumConfig
 from discovery.meta.es import ESConfig, make_es
-from discovery.meta.loop import LoopState, MetaTrainConfig, make_generation_step, meta_train
+from discovery.meta.optimizers import LoopState, es_optimizer
+from discovery.meta.plr import PLRConfig
+from discovery.pipeline import meta_train
 from discovery.tasks import DriftTaskConfig
 
 TINY_PPO = PPOConfig(num_envs=2, num_steps=16, total_timesteps=64, num_minibatches=2,
@@ -52,6 +57,9 @@ def test_resume_equals_uninterrupted(tmp_path):
         jax.tree.map(np.asarray, resumed.mean_params),
     )
     assert int(resumed.state.generation) == TINY.generations
+    assert int(resumed.state.optimizer.generation) == TINY.generations
+    # The same config in one session reuses its build (baselines, compiled programs).
+    assert resumed.built is straight.built
     assert [r["generation"] for r in _records(tmp_path / "killed")] == [0, 1, 2, 3]
 
 
@@ -61,6 +69,12 @@ def test_resume_cuts_metrics_logged_after_the_checkpoint(tmp_path):
     assert len(_records(tmp_path / "run")) == 3
     meta_train(config, tmp_path / "run", resume=True)
     assert [r["generation"] for r in _records(tmp_path / "run")] == [0, 1, 2, 3]
+
+
+def make_generation_step(es, fitness_fn, devices):
+    """One ES generation on the task's own levels: ``step(state) -> (state, metrics)``."""
+    optimizer = es_optimizer(es, fitness_fn, devices)
+    return lambda state: optimizer.step(state, None)[:2]
 
 
 def _toy_es():
@@ -119,7 +133,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     import jax, numpy as np
     import jax.numpy as jnp
     from discovery.meta.es import ESConfig, make_es
-    from discovery.meta.loop import LoopState, make_generation_step, population_devices
+    from discovery.meta.optimizers import LoopState, es_optimizer, population_devices
 
     assert len(jax.devices()) == 2, jax.devices()
     params = {"w": jnp.linspace(-1.0, 1.0, 6)}
@@ -139,7 +153,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     assert devices is not None and len(devices) == 2
     out = {}
     for name, split in (("sharded", devices), ("plain", None)):
-        after, metrics = make_generation_step(es, fitness, split)(state)
+        after, metrics, _ = es_optimizer(es, fitness, split).step(state, None)
         # The updated mean hinges on which member got which fitness (member order).
         out[name] = (np.asarray(metrics["returns_mean"]).tolist()
                      + [float(metrics["fitness_mean"]), float(metrics["fitness_max"])]
@@ -213,3 +227,52 @@ def test_a_diverged_ppo_baseline_is_refused_before_meta_training():
     config = replace(TINY.task, ppo=replace(TINY_PPO, lr=float("nan")))
     with pytest.raises(ConfigError, match="baseline diverged on CartPole-v1 in all 16 seeds"):
         make_drift_task(config, jax.random.key(0))
+
+
+# A drift discovered over CartPole's physics: the curriculum draws one level per seed,
+# PPO-clip trains beside the population on each for algorithmic regret.
+DRIFT_CURRICULA = {
+    "plr": CurriculumConfig(kind="plr", plr=PLRConfig(buffer_size=4)),
+    "alp_gmm": CurriculumConfig(
+        kind="alp_gmm", score="return",
+        alp_gmm=ALPGMMConfig(fit_every=1, fit_window=2, history_size=8, min_components=1,
+                             max_components=2),
+    ),
+}
+
+
+def test_a_drift_meta_trained_over_levels_resumes_exactly(tmp_path):
+    config = replace(TINY, generations=2, task=replace(TINY.task, seeds=2),
+                     curriculum=DRIFT_CURRICULA["plr"])
+    straight = meta_train(config, tmp_path / "straight")
+    meta_train(config, tmp_path / "killed", stop_after=1)
+    resumed = meta_train(config, tmp_path / "killed", resume=True)
+    assert _records(tmp_path / "straight") == _records(tmp_path / "killed")
+    jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
+    jax.tree.map(np.testing.assert_array_equal, straight.state.curriculum,
+                 resumed.state.curriculum)
+    records = _records(tmp_path / "straight")
+    # Every generation scores its two levels (one agent per level and member), against
+    # PPO-clip trained on the same levels.
+    assert [r["levels_finished"] for r in records] == [2, 2]
+    assert all(np.isfinite(r["fitness_mean"]) for r in records)
+    assert np.isfinite(records[-1]["level_algorithmic_regret"])
+    assert records[-1]["curriculum_fill"] > 0
+
+
+def test_alp_gmm_proposes_drift_levels_from_the_returns(tmp_path):
+    config = replace(TINY, generations=2, task=replace(TINY.task, seeds=2),
+                     curriculum=DRIFT_CURRICULA["alp_gmm"])
+    records = meta_train(config, tmp_path / "run").history
+    assert [r["levels_finished"] for r in records] == [2, 2]
+    assert records[-1]["curriculum_tasks"] > 0 and np.isfinite(records[-1]["level_return"])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"task": replace(TINY.task, envs=("CartPole-v1", "Acrobot-v1"))},
+     "draws levels from one env's level space"),
+    ({"curriculum": CurriculumConfig(kind="plr", score="max_mc")}, "reads the agents' critics"),
+])
+def test_drift_curricula_that_make_no_sense_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        replace(TINY, **{"curriculum": CurriculumConfig(kind="plr"), **change})

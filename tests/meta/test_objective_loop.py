@@ -17,9 +17,10 @@ from discovery.meta.alp_gmm import ALPGMMConfig
 from discovery.meta.curricula import CurriculumConfig
 from discovery.meta.es import ESConfig
 from discovery.meta.metagrad import MetaGradConfig
-from discovery.meta.objective_loop import ObjectiveMetaTrainConfig, meta_train_objective
 from discovery.meta.plr import PLRConfig
 from discovery.objective import ObjectiveConfig
+from discovery.objective_training import ObjectiveMetaTrainConfig
+from discovery.pipeline import meta_train
 
 TINY = ObjectiveMetaTrainConfig(
     name="tiny",
@@ -70,10 +71,10 @@ def test_a_killed_run_resumes_exactly(tmp_path, optimizer, curriculum):
     if curriculum != "dr" and optimizer == "metagrad":
         # Long enough for levels to finish, be scored, and be replayed.
         config = replace(config, generations=8, checkpoint_every=3)
-    straight = meta_train_objective(config, tmp_path / "straight")
-    meta_train_objective(config, tmp_path / "killed", stop_after=config.generations - 1)
+    straight = meta_train(config, tmp_path / "straight")
+    meta_train(config, tmp_path / "killed", stop_after=config.generations - 1)
     # The kill leaves a checkpoint behind the last logged generation; the log is cut back.
-    resumed = meta_train_objective(config, tmp_path / "killed", resume=True)
+    resumed = meta_train(config, tmp_path / "killed", resume=True)
     jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
     assert _lines(tmp_path / "straight") == _lines(tmp_path / "killed")
     assert len(_lines(tmp_path / "straight")) == config.generations
@@ -102,7 +103,7 @@ def test_es_scores_every_member_on_shared_levels(tmp_path):
     # window often holds no episode end, yet every agent must be scored.
     config = replace(TINY, optimizer="es", generations=1, objective=ObjectiveConfig(
         kind="ta_lpg", prediction_size=4, hidden_size=8))
-    result = meta_train_objective(config, tmp_path / "es")
+    result = meta_train(config, tmp_path / "es")
     record = result.history[0]
     assert record["num_nonfinite"] == 0  # every member's fitness is finite...
     assert record["nonfinite_returns"] == 0  # ...from finite scores of all its agents

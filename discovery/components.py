@@ -1,0 +1,113 @@
+"""The component registry: what the CLI, sweeps, the zoo and ``meta_train`` read about
+each learnable component, so that none of them switches on a component's kind.
+
+Each entry names where its pieces live (imported on first use, so the CLI starts
+without JAX): the meta-training config class, ``build(config) -> BuiltRun``
+(:mod:`discovery.pipeline`), the runner behind ``discover meta-train`` (progress bar,
+then the results), the results writer (params, plots, held-out evaluation against the
+component's hand-designed baselines, ``summary.json``), and the file a run leaves its
+discovered params in. A new component is one module plus one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+def _load(path: str) -> Any:
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class RecipeError(ValueError):
+    """A zoo recipe that does not rebuild its component; ``field`` names the bad field."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Component:
+    """One learnable component's entry (see the module docstring)."""
+
+    kind: str
+    config_path: str
+    build_path: str
+    run_path: str
+    results_path: str
+    held_out_path: str
+    module: str
+    params_file: str
+    description: str
+
+    @property
+    def config_class(self) -> type:
+        return _load(self.config_path)
+
+    def build(self, config: Any) -> Any:
+        """``BuiltRun`` of a meta-training ``config`` of this component."""
+        return _load(self.build_path)(config)
+
+    def run(self, config: Any, run_dir: Any, **options: Any) -> dict[str, Any]:
+        """``discover meta-train``: run ``config`` with progress, write the results and
+        return the summary."""
+        return _load(self.run_path)(config, run_dir, **options)
+
+    def write_results(self, result: Any, config: Any) -> dict[str, Any]:
+        """Params, plots, held-out evaluation and ``summary.json`` of a finished
+        ``meta_train`` result; returns the summary."""
+        return _load(self.results_path)(result, config)
+
+    def recipe_of(self, config: Any) -> tuple[dict[str, Any], str]:
+        """``(recipe, meta-optimiser)``: how the zoo rebuilds what a run of ``config``
+        discovers, and the meta-optimiser that discovered it."""
+        return _load(f"{self.module}:recipe_of")(config)
+
+    def rebuild(self, recipe: Any) -> Any:
+        """The component a zoo recipe describes (:class:`RecipeError` if it does not)."""
+        return _load(f"{self.module}:rebuild")(recipe)
+
+    def held_out(self, entry: Any, config: Any, overrides: Any = ()) -> Any:
+        """``discover evaluate``: a zoo ``entry`` of this component and its hand-designed
+        baselines trained afresh on held-out envs (``discovery.evaluate.HeldOut``)."""
+        return _load(self.held_out_path)(entry, config, overrides)
+
+
+COMPONENTS: dict[str, Component] = {
+    "drift": Component(
+        kind="drift",
+        config_path="discovery.drift_training:MetaTrainConfig",
+        build_path="discovery.drift_training:build",
+        module="discovery.drift_training",
+        run_path="discovery.meta_run:run_meta_training",
+        results_path="discovery.meta_run:write_results",
+        held_out_path="discovery.drift_evaluation:held_out_drift",
+        params_file="mean_params.msgpack",
+        description="a drift function of Mirror Learning (LPO, TA-LPO), trained by ES",
+    ),
+    "objective": Component(
+        kind="objective",
+        config_path="discovery.objective_training:ObjectiveMetaTrainConfig",
+        build_path="discovery.objective_training:build",
+        module="discovery.objective_training",
+        run_path="discovery.objective_run:run_objective_meta_training",
+        results_path="discovery.objective_run:write_objective_results",
+        held_out_path="discovery.objective_evaluation:held_out_objective",
+        params_file="objective_params.msgpack",
+        description="a learned objective (LPG, TA-LPG), by meta-gradients or ES",
+    ),
+}
+
+
+def component_of(config: Any) -> Component:
+    """The registry entry of a meta-training config (by its ``component`` field)."""
+    kind = getattr(config, "component", None)
+    if kind not in COMPONENTS:
+        raise ValueError(
+            f"component: got {kind!r} ({type(config).__name__}); allowed: "
+            f"{', '.join(COMPONENTS)}"
+        )
+    return COMPONENTS[kind]

@@ -1,0 +1,96 @@
+"""Held-out evaluation of a discovered drift (``discover evaluate`` on a drift entry).
+
+PPO agents trained with the learned drift, next to PPO-clip and DPO (Lu et al., 2022),
+all methods' seeds on one env as one vmapped program (a drift choice over the three),
+at each horizon. Normalised so that random play is 0 and PPO-clip 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from discovery import envs as env_registry
+from discovery.agents.ppo import PPOConfig
+from discovery.config import apply_overrides, from_dict
+from discovery.drift import make_drift, make_drift_choice
+from discovery.evaluate import EvaluateConfig, HeldOut, MethodCurves, recorded_config
+from discovery.tasks import DriftTaskConfig, make_agent_score, random_policy_return
+
+DRIFT_METHODS = ("learned", "ppo_clip", "dpo")
+
+
+def _drift_choice(entry: Any) -> tuple[Any, tuple[Any, ...]]:
+    """The learned drift and the hand-designed ones, in ``DRIFT_METHODS`` order, as one
+    drift choice (``make_drift_choice``), and each one's params."""
+    ppo, dpo = make_drift("ppo"), make_drift("dpo")
+    choice = make_drift_choice([entry.drift(), ppo, dpo])
+    return choice, (entry.params, ppo.init(jax.random.key(0)), dpo.init(jax.random.key(0)))
+
+
+def held_out_drift(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> HeldOut:
+    """Per horizon, env and method: PPO agents trained with that drift."""
+    recorded = recorded_config(entry)
+    task = recorded.get("task", {})
+    ppo = from_dict(PPOConfig, task.get("ppo", {}), source="the component's meta-training config")
+    ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
+    env_names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
+    scoring = DriftTaskConfig(score=task.get("score", "evaluation"),
+                              final_fraction=config.final_fraction)
+    choice, members = _drift_choice(entry)
+    every_method = {"index": jnp.arange(len(DRIFT_METHODS), dtype=jnp.int32),
+                    "members": members}
+    results: dict[float, dict[str, dict[str, MethodCurves]]] = {}
+    env_keys = jax.random.split(jax.random.key(config.seed), len(env_names))
+    for horizon in config.horizons:
+        steps = max(ppo.steps_per_update, int(round(ppo.total_timesteps * horizon)))
+        ppo_h = replace(ppo, total_timesteps=steps)
+        results[horizon] = {}
+        for name, key in zip(env_names, env_keys):
+            env, env_params = env_registry.make(name)
+            keys = jax.random.split(key, config.seeds)
+            # Every method's seeds in one program: [methods, seeds] agents, paired keys.
+            score = make_agent_score(scoring, ppo_h, env, env_params, choice)
+            over_seeds = jax.vmap(score, in_axes=(0, None, None))
+            over_methods = jax.vmap(over_seeds, in_axes=(None, {"index": 0, "members": None},
+                                                         None))
+            final, metrics = jax.jit(over_methods)(keys, every_method, ppo_h.hyperparams())
+            per_method = {
+                method: MethodCurves(
+                    np.asarray(metrics["latest_return"][row], dtype=np.float64),
+                    np.asarray(final[row], dtype=np.float64),
+                    ppo_h.steps_per_update,
+                )
+                for row, method in enumerate(DRIFT_METHODS)
+            }
+            results[horizon][name] = per_method
+    keys = jax.random.split(jax.random.key(config.seed + 1), len(env_names))
+    random = {n: random_policy_return(n, k) for n, k in zip(env_names, keys)}
+    normalisers = {
+        horizon: {
+            name: _scale(random[name], float(np.nanmean(per_env[name]["ppo_clip"].final)))
+            for name in env_names
+        }
+        for horizon, per_env in results.items()
+    }
+    return HeldOut(
+        results=results,
+        env_names=list(env_names),
+        training_length=float(ppo.total_timesteps),
+        horizon_unit="env steps",
+        metric=f"final {scoring.score} return",
+        normalisation="random 0, PPO-clip 1",
+        normalisers=normalisers,
+    )
+
+
+def _scale(offset: float, reference: float) -> tuple[float, float]:
+    scale = reference - offset
+    return offset, scale if abs(scale) > 1e-9 else float("nan")
+
+

@@ -1,0 +1,179 @@
+"""Drift discovery as a meta-training run: its config, and how its task, meta-optimiser
+and curriculum are built for :func:`discovery.pipeline.meta_train`.
+
+ES scores each drift by the returns of PPO agents trained with it (Lu et al., 2022;
+:mod:`discovery.tasks`). Without a curriculum the agents train on the task's envs at
+their default parameters; with one (``curriculum.kind`` ``dr``, ``plr`` or
+``alp_gmm``), on levels of the task's one classic-control env drawn from its level space
+(:mod:`discovery.envs.levels`, e.g. CartPole's physics), one agent per level, and the
+levels are scored by the population's normalised return and, for algorithmic regret,
+against PPO-clip trained on the same level.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jax
+
+from discovery.agents.ppo import PPOConfig
+from discovery.components import RecipeError
+from discovery.drift import Drift, list_drifts, make_drift, make_lpo_drift
+from discovery.envs.levels import LEVEL_SPACES, make_level_space
+from discovery.meta.curricula import CurriculumConfig, make_curriculum
+from discovery.meta.es import ESConfig, make_es
+from discovery.meta.optimizers import es_optimizer, population_devices
+from discovery.pipeline import BuiltRun
+from discovery.tasks import DriftTaskConfig, make_drift_task
+
+# Level scores computed by the agents' critics, which only meta-gradient training has.
+CRITIC_SCORES = ("positive_value_loss", "max_mc")
+#: Keyword arguments with which ``discovery.tasks.make_drift_task`` builds the drift it
+#: meta-trains (beyond these, ``make_lpo_drift``'s defaults).
+TASK_DRIFT_KWARGS = {"clip_eps": 0.2}
+
+
+def _demo_task() -> DriftTaskConfig:
+    # CartPole with short lifetimes and an aggressive learning rate: the regime where the
+    # drift's shape matters (with no drift at all, returns halve; DPO beats PPO-clip).
+    return DriftTaskConfig(
+        envs=("CartPole-v1",), seeds=4, ppo=PPOConfig(total_timesteps=8192, lr=1e-2)
+    )
+
+
+@dataclass(frozen=True)
+class MetaTrainConfig:
+    """A drift meta-training run (the defaults are the README's small CPU demo).
+
+    Attributes:
+      component: marks the config kind for ``discover meta-train``.
+      name: run name; results go to ``<runs_dir>/<name>/``.
+      seed: the run's seed; same config and seed give the same numbers.
+      generations: ES generations to run.
+      task: what a drift is scored on (environments, seeds, inner-loop PPO).
+      es: the evolution strategy.
+      curriculum: ``kind: none`` trains on the task's envs as they are; ``dr``, ``plr``
+        or ``alp_gmm`` draw ``task.seeds`` levels per generation from the one env's
+        level space (scored by ``"algorithmic_regret"`` against PPO-clip, or
+        ``"return"``).
+      checkpoint_every: generations between checkpoints (the last is always saved).
+      keep_checkpoints: how many recent checkpoints to keep.
+      max_nonfinite_generations: stop with an error once this many generations in a
+        row had no finite member (every agent diverged: nothing can be learned).
+    """
+
+    component: Literal["drift"] = "drift"
+    name: str = "lpo-cartpole-demo"
+    seed: int = 0
+    generations: int = field(default=40, metadata={"min": 1})
+    task: DriftTaskConfig = field(default_factory=_demo_task)
+    es: ESConfig = field(default_factory=lambda: ESConfig(population_size=16))
+    curriculum: CurriculumConfig = field(default_factory=lambda: CurriculumConfig(kind="none"))
+    checkpoint_every: int = field(default=5, metadata={"min": 1})
+    keep_checkpoints: int = field(default=3, metadata={"min": 1})
+    max_nonfinite_generations: int = field(default=3, metadata={"min": 1})
+
+    def env_fields(self) -> list[tuple[str, str]]:
+        """``(config field, env name)`` of every environment the run trains on."""
+        return [(f"task.envs[{i}]", name) for i, name in enumerate(self.task.envs)]
+
+    def __post_init__(self) -> None:
+        kind = self.curriculum.kind
+        if kind == "none":
+            return
+        spaces = [name for name in LEVEL_SPACES if name != "gridworld"]
+        if len(self.task.envs) != 1 or self.task.envs[0] not in spaces:
+            raise ValueError(
+                f"curriculum.kind={kind!r} draws levels from one env's level space: "
+                f"task.envs={list(self.task.envs)} must be one of {', '.join(spaces)} "
+                "(or use curriculum.kind='none')"
+            )
+        if self.curriculum.score in CRITIC_SCORES:
+            raise ValueError(
+                f"curriculum.score={self.curriculum.score!r} reads the agents' critics "
+                "during meta-gradient training; ES scores drift levels by "
+                "'algorithmic_regret' (against PPO-clip) or 'return'"
+            )
+
+
+def drift_recipe(drift: str) -> dict[str, Any]:
+    """The recipe of the learnable drift ``discovery.tasks`` meta-trains: its name and every
+    keyword argument, written out so later changes of defaults cannot change a zoo entry."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(make_lpo_drift).parameters.items()
+        if name != "temporally_aware"  # Implied by the name ("ta_lpo").
+    }
+    return {"drift": drift, **defaults, **TASK_DRIFT_KWARGS}
+
+
+def recipe_of(config: MetaTrainConfig) -> tuple[dict[str, Any], str]:
+    """``(recipe, meta-optimiser)`` of the drift a run of ``config`` discovers, for the zoo."""
+    return drift_recipe(config.task.drift), f"es/{config.es.strategy}"
+
+
+def rebuild(recipe: Mapping[str, Any]) -> Drift:
+    """The drift a zoo recipe describes (``make_drift(recipe["drift"], **the rest)``);
+    ``ValueError`` naming the field when it does not build one."""
+    kwargs = dict(recipe)
+    name = kwargs.pop("drift", None)
+    if name not in list_drifts():
+        raise RecipeError(f"field 'component.drift' is {name!r}; allowed: {list_drifts()}",
+                          "component.drift")
+    try:
+        return make_drift(name, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise RecipeError(
+            f"field 'component' {dict(recipe)!r} does not build a {name} drift: {e}; expected "
+            f"make_drift({name!r}, ...) keyword arguments",
+            "component",
+        ) from e
+
+
+def steps_per_generation(config: MetaTrainConfig) -> int:
+    """Agent environment steps one generation takes (the antagonist's included)."""
+    task = config.task
+    agents = config.es.population_size + int(config.curriculum.needs_antagonist)
+    per_agent = task.ppo.num_updates * task.ppo.steps_per_update
+    return agents * len(task.envs) * task.seeds * per_agent
+
+
+def build(config: MetaTrainConfig) -> BuiltRun:
+    """The drift task (its baselines measured now), ES over it, and the curriculum."""
+    key = jax.random.key(config.seed)
+    key_task, key_init, key_es, key_loop = jax.random.split(key, 4)
+    curriculum = None
+    if config.curriculum.kind != "none":
+        space = make_level_space(config.task.envs[0])
+        curriculum = make_curriculum(config.curriculum, space.sample, space)
+    task = make_drift_task(
+        config.task,
+        key_task,
+        on_levels=curriculum is not None,
+        antagonist=config.curriculum.needs_antagonist,
+    )
+    params = task.init_params(key_init)
+    es = make_es(config.es, params)
+    devices = population_devices(config.es.population_size)
+    fitness = task.fitness if curriculum is None else task.fitness_on_levels
+    return BuiltRun(
+        component=task.drift,
+        task=task,
+        optimizer=es_optimizer(es, fitness, devices, config.curriculum.learns_from),
+        curriculum=curriculum,
+        params=params,
+        key=key_es,
+        generation_key=key_loop,
+        levels_per_step=config.task.seeds,
+        level_score=config.curriculum.learns_from,
+        steps_per_generation=steps_per_generation(config),
+        metadata={
+            "baselines": {
+                "ppo_returns": task.ppo_returns.tolist(),
+                "random_returns": task.random_returns.tolist(),
+            }
+        },
+    )
