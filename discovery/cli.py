@@ -21,7 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
+from discovery import (
+    envs,  # noqa: F401  (sets XLA_FLAGS before JAX starts)
+    preflight,
+)
 from discovery.checkpoint import CheckpointError
 from discovery.config import ConfigError, config_component, load_config, save_config
 
@@ -33,19 +36,6 @@ _RUN_NAME_RULE = (
     "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 200 "
     "characters (one folder under --runs-dir)"
 )
-
-
-def _check_env(name: str, field: str) -> None:
-    """Fail fast, naming the config field, on an environment name ``envs.make`` rejects."""
-    try:
-        _OBS_SIZES[name] = _observation_floats(*envs.make(name))
-    except ValueError as error:
-        # envs.make lists every known name on further lines; keep the message one line.
-        first, newline, _ = str(error).partition("\n")
-        if newline:
-            first = (first.removesuffix("Known environments:").rstrip()
-                     + " Allowed: a name `discover envs` lists.")
-        raise ConfigError(f"{field}: {first}", field=field) from None
 
 
 def _check_run_name(name: str, field: str) -> None:
@@ -76,74 +66,6 @@ def _run_dir(runs_dir: str, name: str, name_field: str) -> Path:
     return run_dir
 
 
-# --------------------------------------------------------------------------- memory
-
-#: float32 values a rollout buffer keeps per transition beyond the observations (obs and
-#: next obs): action, log-prob, value, reward, terminated, truncated, advantage, target.
-_SCALARS_PER_TRANSITION = 8
-
-
-#: Floats per observation of the envs ``_check_env`` made (so they are made only once).
-_OBS_SIZES: dict[str, int] = {}
-
-
-def _observation_floats(env: Any, env_params: Any) -> int:
-    """Floats in one observation (1 when the env cannot say: this is only an estimate)."""
-    try:
-        return max(1, math.prod(env.observation_space(env_params).shape))
-    except Exception:
-        return 1
-
-
-def _obs_size(name: str) -> int:
-    """Floats in one observation of env ``name``."""
-    if name not in _OBS_SIZES:
-        _OBS_SIZES[name] = _observation_floats(*envs.make(name))
-    return _OBS_SIZES[name]
-
-
-def _rollout_bytes(agents: int, ppo: Any, obs_size: int) -> int:
-    """Bytes of the rollout buffers of ``agents`` PPO agents trained at once: per agent,
-    ``num_envs x num_steps`` transitions of ``2 x obs_size + 8`` float32 values.
-
-    A lower bound of the run's memory (parameters, optimiser state, minibatch copies and
-    XLA's temporaries come on top), so a run above it clearly cannot fit.
-    """
-    floats = 2 * obs_size + _SCALARS_PER_TRANSITION
-    return agents * ppo.num_envs * ppo.num_steps * floats * 4
-
-
-def _machine_memory() -> int | None:
-    """Total physical memory in bytes (``os.sysconf``), None where it cannot be read."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _check_memory(needed: int, what: str, lower: str) -> None:
-    """Refuse a run whose rollout buffers alone (``needed`` bytes) exceed the machine."""
-    total = _machine_memory()
-    if total is None or needed <= total:
-        return
-    raise ConfigError(
-        f"memory: this run needs at least {needed / 2**30:,.1f} GiB for {what}, more than "
-        f"this machine's {total / 2**30:,.1f} GiB; allowed: a run that fits, so lower {lower}",
-        field="memory",
-    )
-
-
-def _ppo_memory(agents: int, ppo: Any, env_names: Sequence[str], agents_text: str,
-                lower: str, together: bool = True) -> None:
-    """Check the rollout buffers of ``agents`` agents on each env: summed when the envs
-    run in one program (``together``), else the largest."""
-    sizes = [_rollout_bytes(agents, ppo, _obs_size(name)) for name in env_names]
-    needed = sum(sizes) if together else max(sizes)
-    what = (f"rollout buffers ({agents_text} x num_envs {ppo.num_envs} x num_steps "
-            f"{ppo.num_steps} x (2 x observation + {_SCALARS_PER_TRANSITION}) float32)")
-    _check_memory(needed, what, lower)
-
-
 # --------------------------------------------------------------------------- flags
 
 
@@ -160,20 +82,6 @@ def _load_with_flags(cls: Any, config_path: str | None, overrides: list[str],
         if message == str(error):
             raise
         raise ConfigError(message, field=error.field, source=error.source) from None
-
-
-def _check_level_source(name: str, field: str) -> None:
-    """An env name, or ``<env>/random`` for physics drawn from its level space."""
-    base, _, suffix = name.rpartition("/")
-    if suffix == "random" and not name.startswith("gridworld/"):
-        from discovery.envs.levels import LevelError, make_level_space
-
-        try:
-            make_level_space(base)
-        except LevelError as error:
-            raise ConfigError(f"{field}: {error}", field=field) from None
-        return
-    _check_env(name, field)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -302,7 +210,7 @@ def _train(args: argparse.Namespace) -> int:
             overrides.append(override)
             flags[override] = f"--{flag.replace('_', '-')} {value}"
     config = _load_with_flags(TrainConfig, args.config, overrides, flags)
-    _check_env(config.env, f"--env {args.env}" if args.env else "env")
+    preflight.check_env(config.env, f"--env {args.env}" if args.env else "env")
     if args.name:
         name, name_field = args.name, "--name"
     elif config.name:
@@ -310,7 +218,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         name, name_field = config.run_name().replace("/", "-"), "name"
     run_dir = _run_dir(args.runs_dir, name, name_field)
-    _ppo_memory(config.seeds, config.ppo, [config.env], f"seeds {config.seeds}",
+    preflight.ppo_memory(config.seeds, config.ppo, [config.env], f"seeds {config.seeds}",
                 "seeds, ppo.num_envs or ppo.num_steps")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
@@ -390,17 +298,8 @@ def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
     config = load_config(component.config_class, config_path, args.overrides)
     if args.name:
         config = replace(config, name=args.name)
-    for field, name in config.env_fields():
-        _check_level_source(name, field)
+    component.check_meta_train(config)
     run_dir = _run_dir(args.runs_dir, config.name, name_field)
-    task = getattr(config, "task", None)
-    if task is not None:  # PPO agents: check their rollout buffers fit in memory
-        population = config.es.population_size
-        _ppo_memory(
-            max(population * task.seeds, task.baseline_seeds), task.ppo, task.envs,
-            f"es.population_size {population} x task.seeds {task.seeds}",
-            "es.population_size, task.seeds, task.ppo.num_envs or task.ppo.num_steps",
-        )
     plan = _prepare_run_folder(run_dir, config, resume, overwrite)
     with _tracker(args, run_dir, config) as tracker:
         component.run(config, run_dir, tracker=tracker, plan=plan)
@@ -461,37 +360,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _check_evaluation(entry: Any, config: Any, overrides: Sequence[str]) -> None:
-    """The env names ``discovery.evaluate`` will train on, and (drifts) the inner PPO
-    config with ``overrides`` and its memory, exactly as it will build them."""
-    from discovery.config import apply_overrides, from_dict
-    from discovery.evaluate import recorded_config
+    """The component's own pre-flight checks of ``discover evaluate`` (env names, memory)."""
+    from discovery.components import COMPONENTS
 
-    recorded = recorded_config(entry)
-    if entry.kind == "drift":
-        from discovery.agents.ppo import PPOConfig
-
-        task = recorded.get("task", {})
-        names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
-        where = "--envs" if config.envs else "envs (the component's meta-training envs)"
-        for name in names:
-            _check_env(name, where)
-        ppo = from_dict(PPOConfig, task.get("ppo", {}),
-                        source="the component's meta-training config")
-        ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
-        from discovery.drift_evaluation import DRIFT_METHODS
-
-        # The learned drift, PPO-clip and DPO train together, in one program per env.
-        agents = config.seeds * len(DRIFT_METHODS)
-        _ppo_memory(agents, ppo, names,
-                    f"--seeds {config.seeds} x {len(DRIFT_METHODS)} drifts",
-                    "--seeds, ppo.num_envs or ppo.num_steps", together=False)
-        return
-    from discovery.envs.registry import GRIDWORLD_PREFIX
-
-    held_out = recorded.get("levels", {}).get("held_out", ["dense", "sparse", "long"])
-    where = "--envs" if config.envs else "levels.held_out (the component's meta-training config)"
-    for name in config.envs or held_out:
-        _check_env(GRIDWORLD_PREFIX + name.removeprefix(GRIDWORLD_PREFIX), where)
+    COMPONENTS[entry.kind].check_evaluation(entry, config, overrides)
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -1,11 +1,11 @@
 """The component registry: what the CLI, sweeps, the zoo and ``meta_train`` read about
 each learnable component, so that none of them switches on a component's kind.
 
-Each entry names where its pieces live (imported on first use, so the CLI starts
-without JAX): the meta-training config class, ``build(config) -> BuiltRun``
-(:mod:`discovery.pipeline`), the runner behind ``discover meta-train`` (progress bar,
-then the results), the results writer (params, plots, held-out evaluation against the
-component's hand-designed baselines, ``summary.json``), and the file a run leaves its
+Each entry names the modules its pieces live in (imported on first use, so the CLI
+starts without JAX): the meta-training config class, ``build(config) -> BuiltRun``
+(:mod:`discovery.pipeline`) and the pre-flight checks; the zoo's recipe and rebuild;
+the held-out evaluation against the component's hand-designed baselines; the runner
+behind ``discover meta-train`` and its results writer; and the file a run leaves its
 discovered params in. A new component is one module plus one entry here.
 """
 
@@ -31,25 +31,38 @@ class RecipeError(ValueError):
 
 @dataclass(frozen=True)
 class Component:
-    """One learnable component's entry (see the module docstring)."""
+    """One learnable component's entry (see the module docstring).
+
+    Attributes:
+      kind: the name configs give in ``component:``.
+      training: the module with the meta-training config class (``config_name``),
+        ``build``, ``check_meta_train``, and the zoo's ``recipe_of`` and ``rebuild``.
+      evaluation: the module with ``held_out`` and ``check_evaluation``.
+      run_path, results_path: ``discover meta-train``'s runner and results writer.
+      params_file: the file a run leaves its discovered params in.
+    """
 
     kind: str
-    config_path: str
-    build_path: str
+    training: str
+    config_name: str
+    evaluation: str
     run_path: str
     results_path: str
-    held_out_path: str
-    module: str
     params_file: str
     description: str
 
     @property
     def config_class(self) -> type:
-        return _load(self.config_path)
+        return _load(f"{self.training}:{self.config_name}")
 
     def build(self, config: Any) -> Any:
         """``BuiltRun`` of a meta-training ``config`` of this component."""
-        return _load(self.build_path)(config)
+        return _load(f"{self.training}:build")(config)
+
+    def check_meta_train(self, config: Any) -> None:
+        """``discover meta-train``'s checks before any compute (env names, memory);
+        ``ConfigError`` naming the field."""
+        _load(f"{self.training}:check_meta_train")(config)
 
     def run(self, config: Any, run_dir: Any, **options: Any) -> dict[str, Any]:
         """``discover meta-train``: run ``config`` with progress, write the results and
@@ -64,38 +77,40 @@ class Component:
     def recipe_of(self, config: Any) -> tuple[dict[str, Any], str]:
         """``(recipe, meta-optimiser)``: how the zoo rebuilds what a run of ``config``
         discovers, and the meta-optimiser that discovered it."""
-        return _load(f"{self.module}:recipe_of")(config)
+        return _load(f"{self.training}:recipe_of")(config)
 
     def rebuild(self, recipe: Any) -> Any:
         """The component a zoo recipe describes (:class:`RecipeError` if it does not)."""
-        return _load(f"{self.module}:rebuild")(recipe)
+        return _load(f"{self.training}:rebuild")(recipe)
+
+    def check_evaluation(self, entry: Any, config: Any, overrides: Any = ()) -> None:
+        """``discover evaluate``'s checks before any compute, for a zoo ``entry``."""
+        _load(f"{self.evaluation}:check_evaluation")(entry, config, overrides)
 
     def held_out(self, entry: Any, config: Any, overrides: Any = ()) -> Any:
         """``discover evaluate``: a zoo ``entry`` of this component and its hand-designed
         baselines trained afresh on held-out envs (``discovery.evaluate.HeldOut``)."""
-        return _load(self.held_out_path)(entry, config, overrides)
+        return _load(f"{self.evaluation}:held_out")(entry, config, overrides)
 
 
 COMPONENTS: dict[str, Component] = {
     "drift": Component(
         kind="drift",
-        config_path="discovery.drift_training:MetaTrainConfig",
-        build_path="discovery.drift_training:build",
-        module="discovery.drift_training",
+        training="discovery.drift_training",
+        config_name="MetaTrainConfig",
+        evaluation="discovery.drift_evaluation",
         run_path="discovery.meta_run:run_meta_training",
         results_path="discovery.meta_run:write_results",
-        held_out_path="discovery.drift_evaluation:held_out_drift",
         params_file="mean_params.msgpack",
         description="a drift function of Mirror Learning (LPO, TA-LPO), trained by ES",
     ),
     "objective": Component(
         kind="objective",
-        config_path="discovery.objective_training:ObjectiveMetaTrainConfig",
-        build_path="discovery.objective_training:build",
-        module="discovery.objective_training",
+        training="discovery.objective_training",
+        config_name="ObjectiveMetaTrainConfig",
+        evaluation="discovery.objective_evaluation",
         run_path="discovery.objective_run:run_objective_meta_training",
         results_path="discovery.objective_run:write_objective_results",
-        held_out_path="discovery.objective_evaluation:held_out_objective",
         params_file="objective_params.msgpack",
         description="a learned objective (LPG, TA-LPG), by meta-gradients or ES",
     ),

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from discovery import envs as env_registry
+from discovery import preflight
 from discovery.agents.ppo import PPOConfig
 from discovery.config import apply_overrides, from_dict
 from discovery.drift import make_drift, make_drift_choice
@@ -33,7 +34,23 @@ def _drift_choice(entry: Any) -> tuple[Any, tuple[Any, ...]]:
     return choice, (entry.params, ppo.init(jax.random.key(0)), dpo.init(jax.random.key(0)))
 
 
-def held_out_drift(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> HeldOut:
+def check_evaluation(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> None:
+    """Before any compute: the env names :func:`held_out` will train on, and the
+    inner PPO config with ``overrides`` and its memory, exactly as it will build them."""
+    task = recorded_config(entry).get("task", {})
+    names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
+    where = "--envs" if config.envs else "envs (the component's meta-training envs)"
+    for name in names:
+        preflight.check_env(name, where)
+    ppo = from_dict(PPOConfig, task.get("ppo", {}), source="the component's meta-training config")
+    ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
+    # The learned drift, PPO-clip and DPO train together, in one program per env.
+    agents = config.seeds * len(DRIFT_METHODS)
+    preflight.ppo_memory(agents, ppo, names, f"--seeds {config.seeds} x {len(DRIFT_METHODS)} "
+                         "drifts", "--seeds, ppo.num_envs or ppo.num_steps", together=False)
+
+
+def held_out(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> HeldOut:
     """Per horizon, env and method: PPO agents trained with that drift."""
     recorded = recorded_config(entry)
     task = recorded.get("task", {})

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import jax
 
+from discovery import preflight
 from discovery.agents.ppo import PPOConfig
 from discovery.components import RecipeError
 from discovery.drift import Drift, list_drifts, make_drift, make_lpo_drift
@@ -76,10 +77,6 @@ class MetaTrainConfig:
     keep_checkpoints: int = field(default=3, metadata={"min": 1})
     max_nonfinite_generations: int = field(default=3, metadata={"min": 1})
 
-    def env_fields(self) -> list[tuple[str, str]]:
-        """``(config field, env name)`` of every environment the run trains on."""
-        return [(f"task.envs[{i}]", name) for i, name in enumerate(self.task.envs)]
-
     def __post_init__(self) -> None:
         kind = self.curriculum.kind
         if kind == "none":
@@ -131,6 +128,18 @@ def rebuild(recipe: Mapping[str, Any]) -> Drift:
             f"make_drift({name!r}, ...) keyword arguments",
             "component",
         ) from e
+
+
+def check_meta_train(config: MetaTrainConfig) -> None:
+    """Before any compute: the env names, and that the PPO agents' rollout buffers fit."""
+    for index, name in enumerate(config.task.envs):
+        preflight.check_env(name, f"task.envs[{index}]")
+    task, population = config.task, config.es.population_size
+    preflight.ppo_memory(
+        max(population * task.seeds, task.baseline_seeds), task.ppo, task.envs,
+        f"es.population_size {population} x task.seeds {task.seeds}",
+        "es.population_size, task.seeds, task.ppo.num_envs or task.ppo.num_steps",
+    )
 
 
 def steps_per_generation(config: MetaTrainConfig) -> int:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from discovery import envs as env_registry
+from discovery import preflight
 from discovery.agents.a2c import make_a2c
 from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
 from discovery.config import apply_overrides, from_dict
@@ -25,7 +26,16 @@ from discovery.evaluate import EvaluateConfig, HeldOut, MethodCurves, final_mean
 from discovery.objective_training import a2c_like
 
 
-def held_out_objective(
+def check_evaluation(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> None:
+    """Before any compute: the layouts :func:`held_out` will train on."""
+    recorded = recorded_config(entry)
+    held_out = recorded.get("levels", {}).get("held_out", ["dense", "sparse", "long"])
+    where = "--envs" if config.envs else "levels.held_out (the component's meta-training config)"
+    for name in config.envs or held_out:
+        preflight.check_env(GRIDWORLD_PREFIX + name.removeprefix(GRIDWORLD_PREFIX), where)
+
+
+def held_out(
     entry: Any, config: EvaluateConfig, overrides: Sequence[str]
 ) -> HeldOut:
     """Per horizon, layout and method: LPG agents (the objective) and A2C."""

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import jax
 
+from discovery import preflight
 from discovery.agents.a2c import A2CConfig, make_a2c
 from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
 from discovery.components import RecipeError
@@ -95,10 +96,6 @@ class ObjectiveMetaTrainConfig:
     keep_checkpoints: int = field(default=3, metadata={"min": 1})
 
 
-    def env_fields(self) -> list[tuple[str, str]]:
-        """``(config field, env name)`` of every environment the run trains on."""
-        return [(f"levels.train[{i}]", name) for i, name in enumerate(self.levels.train)]
-
     def __post_init__(self) -> None:
         score = self.curriculum.score
         if self.curriculum.kind == "none":
@@ -151,6 +148,12 @@ def rebuild(recipe: Mapping[str, Any]) -> Objective:
     except ConfigError as e:
         raise RecipeError(f"field 'component': {e}", "component") from e
     return make_objective(config)
+
+
+def check_meta_train(config: ObjectiveMetaTrainConfig) -> None:
+    """Before any compute: the training levels' env names (or ``<env>/random``)."""
+    for index, name in enumerate(config.levels.train):
+        preflight.check_level_source(name, f"levels.train[{index}]")
 
 
 def build(config: ObjectiveMetaTrainConfig) -> BuiltRun:
