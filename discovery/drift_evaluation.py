@@ -20,7 +20,13 @@ from discovery import preflight
 from discovery.agents.ppo import PPOConfig
 from discovery.config import apply_overrides, from_dict
 from discovery.drift import make_drift, make_drift_choice
-from discovery.evaluate import EvaluateConfig, HeldOut, MethodCurves, recorded_config
+from discovery.evaluate import (
+    EvaluateConfig,
+    HeldOut,
+    MethodCurves,
+    normaliser,
+    recorded_config,
+)
 from discovery.tasks import DriftTaskConfig, make_agent_score, random_policy_return
 
 DRIFT_METHODS = ("learned", "ppo_clip", "dpo")
@@ -34,16 +40,23 @@ def _drift_choice(entry: Any) -> tuple[Any, tuple[Any, ...]]:
     return choice, (entry.params, ppo.init(jax.random.key(0)), dpo.init(jax.random.key(0)))
 
 
+def _setting(
+    entry: Any, config: EvaluateConfig, overrides: Sequence[str]
+) -> tuple[dict[str, Any], tuple[str, ...], PPOConfig]:
+    """``(recorded task, env names, inner PPO config with overrides)`` of an evaluation."""
+    task = recorded_config(entry).get("task", {})
+    env_names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
+    ppo = from_dict(PPOConfig, task.get("ppo", {}), source="the component's meta-training config")
+    return task, env_names, apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
+
+
 def check_evaluation(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> None:
     """Before any compute: the env names :func:`held_out` will train on, and the
     inner PPO config with ``overrides`` and its memory, exactly as it will build them."""
-    task = recorded_config(entry).get("task", {})
-    names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
+    _, names, ppo = _setting(entry, config, overrides)
     where = "--envs" if config.envs else "envs (the component's meta-training envs)"
     for name in names:
         preflight.check_env(name, where)
-    ppo = from_dict(PPOConfig, task.get("ppo", {}), source="the component's meta-training config")
-    ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
     # The learned drift, PPO-clip and DPO train together, in one program per env.
     agents = config.seeds * len(DRIFT_METHODS)
     preflight.ppo_memory(agents, ppo, names, f"--seeds {config.seeds} x {len(DRIFT_METHODS)} "
@@ -52,11 +65,7 @@ def check_evaluation(entry: Any, config: EvaluateConfig, overrides: Sequence[str
 
 def held_out(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> HeldOut:
     """Per horizon, env and method: PPO agents trained with that drift."""
-    recorded = recorded_config(entry)
-    task = recorded.get("task", {})
-    ppo = from_dict(PPOConfig, task.get("ppo", {}), source="the component's meta-training config")
-    ppo = apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
-    env_names = config.envs or tuple(task.get("envs", ("CartPole-v1",)))
+    task, env_names, ppo = _setting(entry, config, overrides)
     scoring = DriftTaskConfig(score=task.get("score", "evaluation"),
                               final_fraction=config.final_fraction)
     choice, members = _drift_choice(entry)
@@ -90,7 +99,7 @@ def held_out(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> He
     random = {n: random_policy_return(n, k) for n, k in zip(env_names, keys)}
     normalisers = {
         horizon: {
-            name: _scale(random[name], float(np.nanmean(per_env[name]["ppo_clip"].final)))
+            name: normaliser(random[name], float(np.nanmean(per_env[name]["ppo_clip"].final)))
             for name in env_names
         }
         for horizon, per_env in results.items()
@@ -104,10 +113,5 @@ def held_out(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> He
         normalisation="random 0, PPO-clip 1",
         normalisers=normalisers,
     )
-
-
-def _scale(offset: float, reference: float) -> tuple[float, float]:
-    scale = reference - offset
-    return offset, scale if abs(scale) > 1e-9 else float("nan")
 
 

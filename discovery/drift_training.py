@@ -28,13 +28,10 @@ from discovery.meta.curricula import CurriculumConfig, make_curriculum
 from discovery.meta.es import ESConfig, make_es
 from discovery.meta.optimizers import es_optimizer, population_devices
 from discovery.pipeline import BuiltRun
-from discovery.tasks import DriftTaskConfig, make_drift_task
+from discovery.tasks import TASK_DRIFT_KWARGS, DriftTaskConfig, make_drift_task
 
 # Level scores computed by the agents' critics, which only meta-gradient training has.
 CRITIC_SCORES = ("positive_value_loss", "max_mc")
-#: Keyword arguments with which ``discovery.tasks.make_drift_task`` builds the drift it
-#: meta-trains (beyond these, ``make_lpo_drift``'s defaults).
-TASK_DRIFT_KWARGS = {"clip_eps": 0.2}
 
 
 def _demo_task() -> DriftTaskConfig:

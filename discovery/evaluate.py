@@ -82,6 +82,13 @@ def final_mean(curves: np.ndarray, fraction: float) -> np.ndarray:
     return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
 
 
+def normaliser(offset: float, reference: float) -> tuple[float, float]:
+    """``(offset, scale)`` mapping ``offset`` to 0 and ``reference`` to 1; the scale is NaN
+    when the two coincide (no ordering can be read off a zero gap)."""
+    scale = reference - offset
+    return offset, scale if abs(scale) > 1e-9 else float("nan")
+
+
 def recorded_config(entry: Any) -> dict[str, Any]:
     """The meta-training config recorded with a zoo entry (or run), as a dict."""
     return dict(entry.manifest.get("provenance", {}).get("config") or {})

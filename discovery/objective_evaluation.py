@@ -22,17 +22,29 @@ from discovery.agents.a2c import make_a2c
 from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
 from discovery.config import apply_overrides, from_dict
 from discovery.envs.registry import GRIDWORLD_PREFIX
-from discovery.evaluate import EvaluateConfig, HeldOut, MethodCurves, final_mean, recorded_config
+from discovery.evaluate import (
+    EvaluateConfig,
+    HeldOut,
+    MethodCurves,
+    final_mean,
+    normaliser,
+    recorded_config,
+)
 from discovery.objective_training import a2c_like
+
+
+def _layouts(entry: Any, config: EvaluateConfig) -> list[str]:
+    """The gridworld layouts of an evaluation: ``--envs``, else the run's held-out ones."""
+    recorded = recorded_config(entry)
+    held_out = recorded.get("levels", {}).get("held_out", ["dense", "sparse", "long"])
+    return [name.removeprefix(GRIDWORLD_PREFIX) for name in (config.envs or held_out)]
 
 
 def check_evaluation(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> None:
     """Before any compute: the layouts :func:`held_out` will train on."""
-    recorded = recorded_config(entry)
-    held_out = recorded.get("levels", {}).get("held_out", ["dense", "sparse", "long"])
     where = "--envs" if config.envs else "levels.held_out (the component's meta-training config)"
-    for name in config.envs or held_out:
-        preflight.check_env(GRIDWORLD_PREFIX + name.removeprefix(GRIDWORLD_PREFIX), where)
+    for layout in _layouts(entry, config):
+        preflight.check_env(GRIDWORLD_PREFIX + layout, where)
 
 
 def held_out(
@@ -45,8 +57,7 @@ def held_out(
     )
     agent_config = apply_overrides(agent_config, [o.removeprefix("agent.") for o in overrides])
     lifetime = int(recorded.get("eval_lifetime", 250))
-    held_out = recorded.get("levels", {}).get("held_out", ["dense", "sparse", "long"])
-    layouts = [n.removeprefix(GRIDWORLD_PREFIX) for n in (config.envs or held_out)]
+    layouts = _layouts(entry, config)
     objective = entry.objective()
     results: dict[float, dict[str, dict[str, MethodCurves]]] = {}
     env_keys = jax.random.split(jax.random.key(config.seed), len(layouts))
@@ -76,12 +87,11 @@ def held_out(
                     curves, final_mean(curves, config.final_fraction), agent_config.steps_per_update
                 )
             results[horizon][layout] = per_method
-    normalisers = {}
-    for horizon, per_env in results.items():
-        normalisers[horizon] = {}
-        for name in layouts:
-            reference = float(np.nanmean(per_env[name]["a2c"].final))
-            normalisers[horizon][name] = (0.0, reference if abs(reference) > 1e-9 else np.nan)
+    normalisers = {
+        horizon: {name: normaliser(0.0, float(np.nanmean(per_env[name]["a2c"].final)))
+                  for name in layouts}
+        for horizon, per_env in results.items()
+    }
     return HeldOut(
         results=results,
         env_names=layouts,

@@ -105,6 +105,11 @@ class DriftTaskConfig:
             )
 
 
+#: Keyword arguments with which :func:`make_drift_task` builds the drift it meta-trains
+#: (beyond these, ``make_lpo_drift``'s defaults); the zoo writes them into its recipes.
+TASK_DRIFT_KWARGS = {"clip_eps": 0.2}
+
+
 def final_return(curve: jax.Array, final_fraction: float) -> jax.Array:
     """Mean of a per-update return curve ``[..., U]`` over its last fraction of updates."""
     num_updates = curve.shape[-1]
@@ -341,7 +346,7 @@ def make_drift_task(
     Raises ``ConfigError`` when every baseline seed diverged on an env, or when the
     normalisation the config asks for is not meaningful on the measured baselines.
     """
-    drift = make_drift(config.drift, clip_eps=0.2)
+    drift = make_drift(config.drift, **TASK_DRIFT_KWARGS)
     scorers = _env_scorers(config, drift)
 
     key_ppo, key_random = jax.random.split(key)

@@ -50,6 +50,13 @@ class MetaLoopState:
     generation: jax.Array
 
 
+def level_keys(generation_key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(key_levels, key_first)``: the curriculum's per-generation draws fold the
+    generation into ``key_levels``; ``key_first`` places the first agents."""
+    key_levels, key_first = jax.random.split(jax.random.fold_in(generation_key, 1))
+    return key_levels, key_first
+
+
 def initial_state(
     optimizer: MetaOptimizer,
     curriculum: Curriculum | None,
@@ -63,7 +70,7 @@ def initial_state(
     curriculum_state = None if curriculum is None else curriculum.init()
     first = None
     if curriculum is not None and optimizer.needs_first_levels:
-        key_first = jax.random.split(jax.random.fold_in(generation_key, 1))[1]
+        _, key_first = level_keys(generation_key)
         first, curriculum_state = curriculum.sample(key_first, curriculum_state, levels_per_step)
     return MetaLoopState(
         optimizer=optimizer.init(key, params, first, generation_key),
@@ -92,7 +99,7 @@ def make_meta_step(
 ) -> Callable[[MetaLoopState], tuple[MetaLoopState, dict[str, Any]]]:
     """One generation (see the module docstring); without a curriculum the task's own
     levels are used and nothing is drawn."""
-    key_levels = jax.random.split(jax.random.fold_in(generation_key, 1))[0]
+    key_levels, _ = level_keys(generation_key)
 
     def step(state: MetaLoopState) -> tuple[MetaLoopState, dict[str, Any]]:
         if curriculum is None:
