@@ -38,7 +38,7 @@ import optax
 from flax import struct
 
 from discovery.agents.networks import ActorCritic, PolicyOutput
-from discovery.agents.rollout import Transition, gae
+from discovery.agents.rollout import Transition, critic_gae, make_rollout
 from discovery.envs import wrappers
 
 Metrics = dict[str, jax.Array]
@@ -272,39 +272,15 @@ def make_a2c(config: A2CConfig, env: Any, env_params: Any) -> A2C:
 
     grad_fn = jax.grad(loss, has_aux=True)
 
+    scan = make_rollout(vec_env, network, config.rollout_len)
+
     def rollout(
         state: A2CState, key: jax.Array, env_params: Any
     ) -> tuple[A2CState, Transition, tuple[jax.Array, jax.Array, jax.Array]]:
-        def env_step(carry, step_key):
-            env_state, obs = carry
-            key_act, key_env = jax.random.split(step_key)
-            policy, value = network.apply(state.params, obs)
-            action = policy.sample(key_act)
-            next_obs, env_state, reward, terminated, truncated, info = vec_env.step(
-                key_env, env_state, action, env_params
-            )
-            transition = Transition(
-                obs=obs,
-                action=action,
-                log_prob=policy.log_prob(action),
-                value=value,
-                reward=jnp.asarray(reward, jnp.float32),
-                terminated=terminated,
-                truncated=truncated,
-                next_obs=info["final_observation"],
-            )
-            episode = (
-                info["returned_episode"],
-                info["returned_episode_returns"],
-                info["returned_episode_lengths"],
-            )
-            return (env_state, next_obs), (transition, episode)
-
-        keys = jax.random.split(key, config.rollout_len)
-        (env_state, obs), (traj, episode) = jax.lax.scan(
-            env_step, (state.env_state, state.obs), keys
+        (env_state, obs), (traj, episode) = scan(
+            state.params, state.env_state, state.obs, key, env_params
         )
-        return state.replace(env_state=env_state, obs=obs), traj, episode
+        return state.replace(env_state=env_state, obs=obs), traj, episode[:3]
 
     def update(
         state: A2CState, env_params: Any = None, hparams: A2CHyperparams | None = None
@@ -313,16 +289,7 @@ def make_a2c(config: A2CConfig, env: Any, env_params: Any) -> A2C:
         hp = config.hyperparams() if hparams is None else hparams
         key, key_rollout = jax.random.split(state.key)
         state, traj, (ended, ep_returns, ep_lengths) = rollout(state, key_rollout, env_params)
-        _, next_value = network.apply(state.params, traj.next_obs)
-        advantage, target = gae(
-            traj.reward,
-            traj.value,
-            next_value,
-            traj.terminated,
-            traj.truncated,
-            hp.gamma,
-            hp.gae_lambda,
-        )
+        advantage, target = critic_gae(network, state.params, traj, hp.gamma, hp.gae_lambda)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
         traj, advantage, target = jax.tree.map(flat, (traj, advantage, target))
         grads, metrics = grad_fn(state.params, traj, advantage, target, hp)

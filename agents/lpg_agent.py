@@ -27,6 +27,9 @@ defined here, so that agents take any objective as an argument without importing
 
 Tabular agents (one-hot observations) use bias-free linear layers, which are tables;
 ``network="mlp"`` gives 2-layer towers for feature observations.
+
+One module (~540 lines): the LPG agent's networks, rollout, objective targets,
+updates and lifetime bookkeeping.
 """
 
 from __future__ import annotations
@@ -232,6 +235,8 @@ class LPGAgent:
       critic_update: ``critic_update(state, experience, target) -> (state, loss)``: one
         Adam step of the critic towards value targets ``[T, N]``.
       policy_logits, prediction_logits, value: the networks' outputs for observations.
+      log_prob_and_entropy: ``(params, obs, action) -> (log_prob, entropy)`` per step.
+      prediction_entropy: ``(params, obs) -> mean entropy of the prediction y``.
     """
 
     config: LPGAgentConfig
@@ -246,6 +251,12 @@ class LPGAgent:
     policy_logits: Callable[[Any, jax.Array], jax.Array]
     prediction_logits: Callable[[Any, jax.Array], jax.Array]
     value: Callable[[Any, jax.Array], jax.Array]
+    log_prob_and_entropy: Callable[..., tuple[jax.Array, jax.Array]]
+    prediction_entropy: Callable[[Any, jax.Array], jax.Array]
+
+    @property
+    def discount(self) -> float:
+        return self.config.discount
 
 
 def agent_param_labels(params: Any) -> Any:
@@ -315,6 +326,14 @@ def make_lpg_agent(
 
     def value(critic_params, obs):
         return critic_net.apply(critic_params, obs)
+
+    def log_prob_and_entropy(params, obs, action):
+        logits = policy_logits(params, obs)
+        log_prob = distributions.categorical_log_prob(logits, action)
+        return log_prob, distributions.categorical_entropy(logits)
+
+    def prediction_entropy(params, obs):
+        return jnp.mean(distributions.categorical_entropy(prediction_logits(params, obs)))
 
     def init(key: jax.Array, env_params: Any, lifetime: jax.Array) -> LPGAgentState:
         key, key_reset, key_policy, key_critic = jax.random.split(key, 4)
@@ -470,6 +489,8 @@ def make_lpg_agent(
         policy_logits=policy_logits,
         prediction_logits=prediction_logits,
         value=value,
+        log_prob_and_entropy=log_prob_and_entropy,
+        prediction_entropy=prediction_entropy,
     )
 
 

@@ -6,6 +6,9 @@ the usual clipped value loss and entropy bonus. With ``D = ppo_clip_drift`` this
 PPO (Schulman et al., 2017). ``make_train`` closes over everything that fixes a shape
 or a loop length; ``train(key, drift_params, hparams, env_params)`` takes everything
 one may vmap over (seeds, drift params, hyperparameters, environment physics).
+
+One module (~460 lines): PPO's config, rollout, Mirror Learning update, training
+loop and final evaluation.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import optax
 from flax import struct
 
 from discovery.agents.networks import ActorCritic, all_finite
-from discovery.agents.rollout import Transition, gae
+from discovery.agents.rollout import Transition, critic_gae
+from discovery.agents.rollout import make_rollout as rollout_scan
 from discovery.envs import wrappers
 
 Metrics = dict[str, jax.Array]
@@ -162,6 +166,105 @@ def make_network(config: PPOConfig, discrete: bool, action_dim: int) -> ActorCri
     )
 
 
+def make_optimizer(
+    config: PPOConfig, hp: PPOHyperparams, num_updates: jax.Array | int, eps_root: float = 0.0
+) -> optax.GradientTransformation:
+    """Global-norm clipping, then Adam whose step size anneals linearly to zero over
+    ``num_updates`` updates (when ``config.anneal_lr``). ``eps_root > 0`` keeps Adam
+    differentiable where a gradient is exactly zero (``sqrt'(0)`` is infinite), for
+    meta-gradients through the updates."""
+    grad_steps_per_update = config.update_epochs * config.num_minibatches
+
+    def learning_rate(count: jax.Array) -> jax.Array:
+        if not config.anneal_lr:
+            return hp.lr
+        done = (count // grad_steps_per_update).astype(jnp.float32)
+        return hp.lr * (1.0 - done / num_updates)
+
+    return optax.chain(
+        optax.clip_by_global_norm(hp.max_grad_norm),
+        optax.adam(
+            learning_rate, b1=hp.adam_b1, b2=hp.adam_b2, eps=config.adam_eps, eps_root=eps_root
+        ),
+    )
+
+
+def make_rollout(config: PPOConfig, vec_env: Any, network: ActorCritic) -> Callable[..., Any]:
+    """Build ``rollout(params, env_state, obs, key, hp, env_params) -> ((env_state, obs),
+    traj, episode_info)``: the shared rollout scan
+    (:func:`discovery.agents.rollout.make_rollout`) over ``num_steps`` steps, rewards
+    scaled by ``hp.reward_scale``."""
+    scan = rollout_scan(vec_env, network, config.num_steps)
+
+    def rollout(params, env_state, obs, key, hp: PPOHyperparams, env_params):
+        return scan(params, env_state, obs, key, env_params, hp.reward_scale)
+
+    return rollout
+
+
+def make_learn(
+    config: PPOConfig, network: ActorCritic, drift: Callable[..., jax.Array]
+) -> Callable[..., Any]:
+    """Build ``learn(params, opt_state, optimizer, traj, key, drift_params, progress, hp)
+    -> (params, opt_state, aux)``: GAE on a rollout, then ``update_epochs`` passes of
+    ``num_minibatches`` shuffled minibatches, each one step of ``optimizer`` on the
+    Mirror Learning loss (see the module docstring). ``aux`` holds the losses
+    ``[epochs, minibatches]``. Differentiable in ``drift_params``."""
+
+    def loss_fn(params, batch, drift_params, progress, hp: PPOHyperparams):
+        traj, advantage, target = batch
+        policy, value = network.apply(params, traj.obs)
+        log_prob = policy.log_prob(traj.action)
+        ratio = jnp.exp(log_prob - traj.log_prob)
+        if config.normalize_advantage:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        drift_value = drift(drift_params, ratio, advantage, progress)
+        actor_loss = -jnp.mean(ratio * advantage - drift_value)
+        value_clipped = traj.value + jnp.clip(value - traj.value, -hp.vf_clip, hp.vf_clip)
+        value_loss = 0.5 * jnp.mean(
+            jnp.maximum((value - target) ** 2, (value_clipped - target) ** 2)
+        )
+        entropy = jnp.mean(policy.entropy())
+        total = actor_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
+        aux = {
+            "actor_loss": actor_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "drift": jnp.mean(drift_value),
+            "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
+        }
+        return total, aux
+
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+
+    def learn(params, opt_state, optimizer, traj: Transition, key, drift_params, progress, hp):
+        advantage, target = critic_gae(network, params, traj, hp.gamma, hp.gae_lambda)
+        batch = (traj, advantage, target)
+        batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+
+        def minibatch_step(carry, minibatch):
+            params, opt_state = carry
+            grads, aux = grad_fn(params, minibatch, drift_params, progress, hp)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), aux
+
+        def epoch(carry, epoch_key):
+            permutation = jax.random.permutation(epoch_key, config.steps_per_update)
+            minibatches = jax.tree.map(
+                lambda x: x[permutation].reshape(
+                    (config.num_minibatches, config.minibatch_size) + x.shape[1:]
+                ),
+                batch,
+            )
+            return jax.lax.scan(minibatch_step, carry, minibatches)
+
+        epoch_keys = jax.random.split(key, config.update_epochs)
+        (params, opt_state), aux = jax.lax.scan(epoch, (params, opt_state), epoch_keys)
+        return params, opt_state, aux
+
+    return learn
+
+
 def make_train(
     config: PPOConfig,
     env: Any,
@@ -189,19 +292,8 @@ def make_train(
     network = make_network(config, discrete, action_dim)
     default_env_params = env_params
     num_updates = config.num_updates
-    grad_steps_per_update = config.update_epochs * config.num_minibatches
-
-    def make_optimizer(hp: PPOHyperparams) -> optax.GradientTransformation:
-        def learning_rate(count: jax.Array) -> jax.Array:
-            if not config.anneal_lr:
-                return hp.lr
-            done = (count // grad_steps_per_update).astype(jnp.float32)
-            return hp.lr * (1.0 - done / num_updates)
-
-        return optax.chain(
-            optax.clip_by_global_norm(hp.max_grad_norm),
-            optax.adam(learning_rate, b1=hp.adam_b1, b2=hp.adam_b2, eps=config.adam_eps),
-        )
+    rollout = make_rollout(config, vec_env, network)
+    learn = make_learn(config, network, drift)
 
     def train(
         key: jax.Array,
@@ -211,7 +303,7 @@ def make_train(
     ) -> tuple[PPOState, Metrics]:
         hp = config.hyperparams() if hparams is None else hparams
         env_params = default_env_params if env_params is None else env_params
-        optimizer = make_optimizer(hp)
+        optimizer = make_optimizer(config, hp, num_updates)
 
         key, key_reset, key_init = jax.random.split(key, 3)
         obs, env_state = vec_env.reset(key_reset, env_params)
@@ -224,117 +316,27 @@ def make_train(
             update_idx=jnp.int32(0),
         )
 
-        def rollout(state: PPOState, key: jax.Array) -> tuple[PPOState, Transition, Any]:
-            def env_step(carry, step_key):
-                env_state, obs = carry
-                key_act, key_env = jax.random.split(step_key)
-                policy, value = network.apply(state.params, obs)
-                action = policy.sample(key_act)
-                next_obs, env_state, reward, terminated, truncated, info = vec_env.step(
-                    key_env, env_state, action, env_params
-                )
-                transition = Transition(
-                    obs=obs,
-                    action=action,
-                    log_prob=policy.log_prob(action),
-                    value=value,
-                    reward=reward * hp.reward_scale,
-                    terminated=terminated,
-                    truncated=truncated,
-                    next_obs=info["final_observation"],
-                )
-                episode_info = (
-                    info["returned_episode"],
-                    info["returned_episode_returns"],
-                    info["returned_episode_lengths"],
-                    info["latest_episode_return"],
-                )
-                return (env_state, next_obs), (transition, episode_info)
-
-            keys = jax.random.split(key, config.num_steps)
-            (env_state, obs), (traj, episode_info) = jax.lax.scan(
-                env_step, (state.env_state, state.obs), keys
-            )
-            return state.replace(env_state=env_state, obs=obs), traj, episode_info
-
-        def loss_fn(params, batch, drift_params, progress):
-            traj, advantage, target = batch
-            policy, value = network.apply(params, traj.obs)
-            log_prob = policy.log_prob(traj.action)
-            ratio = jnp.exp(log_prob - traj.log_prob)
-            if config.normalize_advantage:
-                advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-            drift_value = drift(drift_params, ratio, advantage, progress)
-            actor_loss = -jnp.mean(ratio * advantage - drift_value)
-            value_clipped = traj.value + jnp.clip(value - traj.value, -hp.vf_clip, hp.vf_clip)
-            value_loss = 0.5 * jnp.mean(
-                jnp.maximum((value - target) ** 2, (value_clipped - target) ** 2)
-            )
-            entropy = jnp.mean(policy.entropy())
-            total = actor_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
-            aux = {
-                "actor_loss": actor_loss,
-                "value_loss": value_loss,
-                "entropy": entropy,
-                "drift": jnp.mean(drift_value),
-                "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
-            }
-            return total, aux
-
-        grad_fn = jax.grad(loss_fn, has_aux=True)
-
         def update(state: PPOState, key: jax.Array) -> tuple[PPOState, Metrics]:
             key_rollout, key_epochs = jax.random.split(key)
             progress = state.update_idx.astype(jnp.float32) / num_updates
-            state, traj, (ended, ep_returns, ep_lengths, latest) = rollout(state, key_rollout)
-            _, next_value = network.apply(state.params, traj.next_obs)
-            advantage, target = gae(
-                traj.reward,
-                traj.value,
-                next_value,
-                traj.terminated,
-                traj.truncated,
-                hp.gamma,
-                hp.gae_lambda,
+            (env_state, obs), (traj, (ended, ep_returns, ep_lengths, latest)) = rollout(
+                state.params, state.env_state, state.obs, key_rollout, hp, env_params
             )
-            batch = (traj, advantage, target)
-            batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
-
-            def minibatch_step(carry, minibatch):
-                params, opt_state = carry
-                grads, aux = grad_fn(params, minibatch, drift_params, progress)
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), aux
-
-            def epoch(carry, epoch_key):
-                permutation = jax.random.permutation(epoch_key, config.steps_per_update)
-                minibatches = jax.tree.map(
-                    lambda x: x[permutation].reshape(
-                        (config.num_minibatches, config.minibatch_size) + x.shape[1:]
-                    ),
-                    batch,
-                )
-                return jax.lax.scan(minibatch_step, carry, minibatches)
-
-            epoch_keys = jax.random.split(key_epochs, config.update_epochs)
-            (params, opt_state), aux = jax.lax.scan(
-                epoch, (state.params, state.opt_state), epoch_keys
+            params, opt_state, aux = learn(
+                state.params, state.opt_state, optimizer, traj, key_epochs, drift_params,
+                progress, hp,
             )
-            episodes = ended.sum()
-            safe = jnp.maximum(episodes, 1)
             metrics = {k: v.mean() for k, v in aux.items()}
-            metrics["episodes"] = episodes
-            metrics["episode_return"] = jnp.where(
-                episodes > 0, jnp.sum(ep_returns * ended) / safe, jnp.nan
-            )
-            metrics["episode_length"] = jnp.where(
-                episodes > 0, jnp.sum(ep_lengths * ended) / safe, jnp.nan
-            )
+            metrics |= episode_metrics(ended, ep_returns, ep_lengths)
             metrics["latest_return"] = latest.mean()
             if on_update is not None:
                 jax.debug.callback(on_update, state.update_idx)
             state = state.replace(
-                params=params, opt_state=opt_state, update_idx=state.update_idx + 1
+                params=params,
+                opt_state=opt_state,
+                env_state=env_state,
+                obs=obs,
+                update_idx=state.update_idx + 1,
             )
             return state, metrics
 
@@ -342,6 +344,18 @@ def make_train(
         return jax.lax.scan(update, state, update_keys)
 
     return train
+
+
+def episode_metrics(ended: jax.Array, returns: jax.Array, lengths: jax.Array) -> Metrics:
+    """``episodes`` that ended in a rollout, and their mean ``episode_return`` and
+    ``episode_length`` (NaN when none did)."""
+    episodes = ended.sum()
+    safe = jnp.maximum(episodes, 1)
+    return {
+        "episodes": episodes,
+        "episode_return": jnp.where(episodes > 0, jnp.sum(returns * ended) / safe, jnp.nan),
+        "episode_length": jnp.where(episodes > 0, jnp.sum(lengths * ended) / safe, jnp.nan),
+    }
 
 
 def diverged(state: PPOState, metrics: Metrics) -> jax.Array:

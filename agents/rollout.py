@@ -1,4 +1,5 @@
-"""Trajectory containers and generalised advantage estimation.
+"""Trajectory containers, the actor-critic rollout scan, and generalised advantage
+estimation.
 
 GAE (Schulman et al., 2016) with terminated and truncated kept apart: a terminated
 step does not bootstrap, a truncated one bootstraps from the value of the true next
@@ -6,6 +7,9 @@ state (gymnax's ``info["final_observation"]``), and either ends the eligibility 
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,3 +66,59 @@ def gae(
         backward, jnp.zeros_like(delta[0]), (delta, not_done), reverse=True
     )
     return advantage, advantage + value
+
+
+def make_rollout(vec_env: Any, network: Any, num_steps: int) -> Callable[..., Any]:
+    """Build ``rollout(params, env_state, obs, key, env_params, reward_scale=None) ->
+    ((env_state, obs), traj, episode_info)``: ``num_steps`` steps of every env of
+    ``vec_env`` with actions sampled from ``network.apply(params, obs) -> (policy,
+    value)``, under one ``lax.scan`` (PPO and A2C share it).
+
+    ``traj`` is a :class:`Transition` ``[T, N]`` whose rewards are float32, multiplied by
+    ``reward_scale`` when given; ``episode_info`` is ``(ended, returns, lengths,
+    latest_return)`` ``[T, N]`` from the episode-statistics wrapper, unscaled.
+    """
+
+    def rollout(params, env_state, obs, key, env_params, reward_scale=None):
+        def env_step(carry, step_key):
+            env_state, obs = carry
+            key_act, key_env = jax.random.split(step_key)
+            policy, value = network.apply(params, obs)
+            action = policy.sample(key_act)
+            next_obs, env_state, reward, terminated, truncated, info = vec_env.step(
+                key_env, env_state, action, env_params
+            )
+            reward = jnp.asarray(reward, jnp.float32)
+            transition = Transition(
+                obs=obs,
+                action=action,
+                log_prob=policy.log_prob(action),
+                value=value,
+                reward=reward if reward_scale is None else reward * reward_scale,
+                terminated=terminated,
+                truncated=truncated,
+                next_obs=info["final_observation"],
+            )
+            episode_info = (
+                info["returned_episode"],
+                info["returned_episode_returns"],
+                info["returned_episode_lengths"],
+                info["latest_episode_return"],
+            )
+            return (env_state, next_obs), (transition, episode_info)
+
+        keys = jax.random.split(key, num_steps)
+        return jax.lax.scan(env_step, (env_state, obs), keys)
+
+    return rollout
+
+
+def critic_gae(
+    network: Any, params: Any, traj: Transition, gamma: Any, gae_lambda: Any
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`gae` of a rollout under the actor-critic ``network``'s own critic, which
+    values the pre-reset next observations (for truncation bootstrapping)."""
+    _, next_value = network.apply(params, traj.next_obs)
+    return gae(
+        traj.reward, traj.value, next_value, traj.terminated, traj.truncated, gamma, gae_lambda
+    )

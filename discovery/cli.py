@@ -6,6 +6,9 @@ function, and writes its results under ``<runs-dir>/<name>/``. Bad input exits w
 status 2 and one line naming the field (or flag), the value and what is allowed, before
 any compute: configs, env names, run names, the output folder and a lower bound of the
 run's memory are all checked first.
+
+One module (~500 lines): every subcommand's arguments and dispatch; each command's
+work lives in its own module.
 """
 
 from __future__ import annotations

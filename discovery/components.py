@@ -102,7 +102,7 @@ COMPONENTS: dict[str, Component] = {
         run_path="discovery.meta_run:run_meta_training",
         results_path="discovery.meta_run:write_results",
         params_file="mean_params.msgpack",
-        description="a drift function of Mirror Learning (LPO, TA-LPO), trained by ES",
+        description="a drift function of Mirror Learning (LPO, TA-LPO), by ES or meta-gradients",
     ),
     "objective": Component(
         kind="objective",

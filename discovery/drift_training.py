@@ -1,13 +1,23 @@
 """Drift discovery as a meta-training run: its config, and how its task, meta-optimiser
 and curriculum are built for :func:`discovery.pipeline.meta_train`.
 
-ES scores each drift by the returns of PPO agents trained with it (Lu et al., 2022;
-:mod:`discovery.tasks`). Without a curriculum the agents train on the task's envs at
-their default parameters; with one (``curriculum.kind`` ``dr``, ``plr`` or
-``alp_gmm``), on levels of the task's one classic-control env drawn from its level space
-(:mod:`discovery.envs.levels`, e.g. CartPole's physics), one agent per level, and the
-levels are scored by the population's normalised return and, for algorithmic regret,
-against PPO-clip trained on the same level.
+Two meta-optimisers:
+
+* ``optimizer: es`` (Lu et al., 2022): ES scores each drift by the returns of PPO agents
+  trained with it (:mod:`discovery.tasks`).
+* ``optimizer: metagrad``: PPO agents at every stage of their lifetimes take ``K``
+  updates with the drift, and the gradient of an actor-critic meta-loss on fresh
+  experience flows back through those ``K`` PPO updates into the drift's params
+  (:mod:`discovery.meta.metagrad` over :mod:`discovery.agents.ppo_learner`); the agents'
+  lifetimes are ``metagrad.lifetime_min`` to ``lifetime_max`` PPO updates.
+
+Without a curriculum the agents train on the task's envs at their default parameters;
+with one (``curriculum.kind`` ``dr``, ``plr`` or ``alp_gmm``), on levels of the task's
+one classic-control env drawn from its level space (:mod:`discovery.envs.levels`, e.g.
+CartPole's physics), and the levels are scored by return, by algorithmic regret against
+PPO-clip trained on the same level, or (meta-gradients, whose agents have critics) by
+positive value loss or MaxMC. The task's baselines and its end-of-run evaluation (fresh
+agents trained with the discovered drift against PPO-clip) are the same for both.
 """
 
 from __future__ import annotations
@@ -21,17 +31,27 @@ import jax
 
 from discovery import preflight
 from discovery.agents.ppo import PPOConfig
+from discovery.agents.ppo_learner import as_antagonist, make_ppo_learner
 from discovery.components import RecipeError
 from discovery.drift import Drift, list_drifts, make_drift, make_lpo_drift
+from discovery.envs import make as make_env
 from discovery.envs.levels import LEVEL_SPACES, make_level_space
 from discovery.meta.curricula import CurriculumConfig, make_curriculum
 from discovery.meta.es import ESConfig, make_es
-from discovery.meta.optimizers import es_optimizer, population_devices
+from discovery.meta.metagrad import MetaGradConfig, make_metagrad
+from discovery.meta.optimizers import es_optimizer, metagrad_optimizer, population_devices
 from discovery.pipeline import BuiltRun
-from discovery.tasks import TASK_DRIFT_KWARGS, DriftTaskConfig, make_drift_task
+from discovery.tasks import TASK_DRIFT_KWARGS, DriftTaskConfig, make_drift_task, ppo_params_for
 
 # Level scores computed by the agents' critics, which only meta-gradient training has.
 CRITIC_SCORES = ("positive_value_loss", "max_mc")
+
+
+def _small_drift_metagrad() -> MetaGradConfig:
+    # Lifetimes of the demo task's PPO (8192 steps = 16 updates of 4 envs x 128 steps).
+    return MetaGradConfig(
+        num_agents=8, num_minibatches=2, unroll=2, lr=1e-3, lifetime_min=16, lifetime_max=16
+    )
 
 
 def _demo_task() -> DriftTaskConfig:
@@ -50,13 +70,16 @@ class MetaTrainConfig:
       component: marks the config kind for ``discover meta-train``.
       name: run name; results go to ``<runs_dir>/<name>/``.
       seed: the run's seed; same config and seed give the same numbers.
-      generations: ES generations to run.
+      generations: ES generations, or meta-gradient updates, to run.
+      optimizer: ``"es"`` or ``"metagrad"`` (see the module docstring).
       task: what a drift is scored on (environments, seeds, inner-loop PPO).
-      es: the evolution strategy.
+      es: the evolution strategy (``optimizer: es``).
+      metagrad: meta-gradient settings (``optimizer: metagrad``; one env).
       curriculum: ``kind: none`` trains on the task's envs as they are; ``dr``, ``plr``
-        or ``alp_gmm`` draw ``task.seeds`` levels per generation from the one env's
-        level space (scored by ``"algorithmic_regret"`` against PPO-clip, or
-        ``"return"``).
+        or ``alp_gmm`` draw levels from the one env's level space (``task.seeds`` per
+        generation under ES, one per restarting agent under meta-gradients), scored by
+        ``"algorithmic_regret"`` against PPO-clip, ``"return"``, or (meta-gradients)
+        the critics' ``"positive_value_loss"`` or ``"max_mc"``.
       checkpoint_every: generations between checkpoints (the last is always saved).
       keep_checkpoints: how many recent checkpoints to keep.
       max_nonfinite_generations: stop with an error once this many generations in a
@@ -67,14 +90,22 @@ class MetaTrainConfig:
     name: str = "lpo-cartpole-demo"
     seed: int = 0
     generations: int = field(default=40, metadata={"min": 1})
+    optimizer: Literal["es", "metagrad"] = "es"
     task: DriftTaskConfig = field(default_factory=_demo_task)
     es: ESConfig = field(default_factory=lambda: ESConfig(population_size=16))
+    metagrad: MetaGradConfig = field(default_factory=_small_drift_metagrad)
     curriculum: CurriculumConfig = field(default_factory=lambda: CurriculumConfig(kind="none"))
     checkpoint_every: int = field(default=5, metadata={"min": 1})
     keep_checkpoints: int = field(default=3, metadata={"min": 1})
     max_nonfinite_generations: int = field(default=3, metadata={"min": 1})
 
     def __post_init__(self) -> None:
+        if self.optimizer == "metagrad" and len(self.task.envs) != 1:
+            raise ValueError(
+                f"optimizer='metagrad' trains its agents on one env: task.envs="
+                f"{list(self.task.envs)} names {len(self.task.envs)} (use optimizer='es' "
+                "for several)"
+            )
         kind = self.curriculum.kind
         if kind == "none":
             return
@@ -85,10 +116,10 @@ class MetaTrainConfig:
                 f"task.envs={list(self.task.envs)} must be one of {', '.join(spaces)} "
                 "(or use curriculum.kind='none')"
             )
-        if self.curriculum.score in CRITIC_SCORES:
+        if self.optimizer == "es" and self.curriculum.score in CRITIC_SCORES:
             raise ValueError(
-                f"curriculum.score={self.curriculum.score!r} reads the agents' critics "
-                "during meta-gradient training; ES scores drift levels by "
+                f"curriculum.score={self.curriculum.score!r} reads the agents' critics, "
+                "which only optimizer='metagrad' trains; ES scores drift levels by "
                 "'algorithmic_regret' (against PPO-clip) or 'return'"
             )
 
@@ -106,7 +137,8 @@ def drift_recipe(drift: str) -> dict[str, Any]:
 
 def recipe_of(config: MetaTrainConfig) -> tuple[dict[str, Any], str]:
     """``(recipe, meta-optimiser)`` of the drift a run of ``config`` discovers, for the zoo."""
-    return drift_recipe(config.task.drift), f"es/{config.es.strategy}"
+    optimizer = "metagrad" if config.optimizer == "metagrad" else f"es/{config.es.strategy}"
+    return drift_recipe(config.task.drift), optimizer
 
 
 def rebuild(recipe: Mapping[str, Any]) -> Drift:
@@ -131,7 +163,16 @@ def check_meta_train(config: MetaTrainConfig) -> None:
     """Before any compute: the env names, and that the PPO agents' rollout buffers fit."""
     for index, name in enumerate(config.task.envs):
         preflight.check_env(name, f"task.envs[{index}]")
-    task, population = config.task, config.es.population_size
+    task = config.task
+    if config.optimizer == "metagrad":
+        agents = config.metagrad.num_agents
+        preflight.ppo_memory(
+            max(agents, task.baseline_seeds), task.ppo, task.envs,
+            f"metagrad.num_agents {agents}",
+            "metagrad.num_agents, task.ppo.num_envs or task.ppo.num_steps",
+        )
+        return
+    population = config.es.population_size
     preflight.ppo_memory(
         max(population * task.seeds, task.baseline_seeds), task.ppo, task.envs,
         f"es.population_size {population} x task.seeds {task.seeds}",
@@ -142,38 +183,70 @@ def check_meta_train(config: MetaTrainConfig) -> None:
 def steps_per_generation(config: MetaTrainConfig) -> int:
     """Agent environment steps one generation takes (the antagonist's included)."""
     task = config.task
+    if config.optimizer == "metagrad":
+        mg = config.metagrad
+        antagonist = mg.unroll if config.curriculum.needs_antagonist else 0
+        return mg.num_agents * (mg.unroll + 1 + antagonist) * task.ppo.steps_per_update
     agents = config.es.population_size + int(config.curriculum.needs_antagonist)
     per_agent = task.ppo.num_updates * task.ppo.steps_per_update
     return agents * len(task.envs) * task.seeds * per_agent
 
 
+def metagrad_over_ppo(
+    config: MetaTrainConfig, drift: Drift, sample_level: Any, key: jax.Array
+) -> Any:
+    """Meta-gradients through the updates of PPO agents on the task's one env, with
+    PPO-clip (the drift's PPO-clip point) as the antagonist when the curriculum needs
+    one."""
+    task = config.task
+    env, env_params = make_env(task.envs[0])
+    learner = make_ppo_learner(task.ppo, env, env_params, drift)
+    antagonist = None
+    if config.curriculum.needs_antagonist:
+        lifetime = config.metagrad.lifetime_max
+        antagonist = as_antagonist(learner, ppo_params_for(drift, key), lifetime)
+    return metagrad_optimizer(make_metagrad(config.metagrad, learner, sample_level, antagonist))
+
+
 def build(config: MetaTrainConfig) -> BuiltRun:
-    """The drift task (its baselines measured now), ES over it, and the curriculum."""
+    """The drift task (its baselines measured now), the meta-optimiser over it (ES, or
+    meta-gradients through PPO updates), and the curriculum."""
     key = jax.random.key(config.seed)
     key_task, key_init, key_es, key_loop = jax.random.split(key, 4)
-    curriculum = None
+    curriculum, sample_level = None, None
     if config.curriculum.kind != "none":
         space = make_level_space(config.task.envs[0])
         curriculum = make_curriculum(config.curriculum, space.sample, space)
+        sample_level = space.sample
+    metagrad = config.optimizer == "metagrad"
     task = make_drift_task(
         config.task,
         key_task,
-        on_levels=curriculum is not None,
-        antagonist=config.curriculum.needs_antagonist,
+        on_levels=curriculum is not None and not metagrad,
+        antagonist=config.curriculum.needs_antagonist and not metagrad,
     )
     params = task.init_params(key_init)
-    es = make_es(config.es, params)
-    devices = population_devices(config.es.population_size)
-    fitness = task.fitness if curriculum is None else task.fitness_on_levels
+    if metagrad:
+        if sample_level is None:
+            default_level = make_env(config.task.envs[0])[1]
+            sample_level = lambda key: default_level  # noqa: E731
+        optimizer = metagrad_over_ppo(config, task.drift, sample_level, key_task)
+        levels_per_step = config.metagrad.num_agents
+    else:
+        fitness = task.fitness if curriculum is None else task.fitness_on_levels
+        devices = population_devices(config.es.population_size)
+        es = make_es(config.es, params)
+        optimizer = es_optimizer(es, fitness, devices, config.curriculum.learns_from)
+        levels_per_step = config.task.seeds
     return BuiltRun(
         component=task.drift,
         task=task,
-        optimizer=es_optimizer(es, fitness, devices, config.curriculum.learns_from),
+        optimizer=optimizer,
         curriculum=curriculum,
         params=params,
         key=key_es,
         generation_key=key_loop,
-        levels_per_step=config.task.seeds,
+        levels_per_step=levels_per_step,
         level_score=config.curriculum.learns_from,
         steps_per_generation=steps_per_generation(config),
         metadata={

@@ -25,6 +25,9 @@ DPO (Eq. 9). This module does both steps for any :class:`~discovery.drift.Drift`
   :func:`fit_learned_drift` samples a drift on a grid and fits it.
 
 Everything after the surface is plain NumPy (float64): the fits are tiny.
+
+One module (~670 lines): the surface, its plots and the closed-form fit share the
+``(r, A)`` grid and the feature library.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""`discover meta-train`: run the outer loop with a progress bar and write the results.
+"""`discover meta-train` for drifts: run the outer loop with a progress bar and write the
+results.
 
 A run folder holds ``config.yaml``, ``metrics.jsonl`` (one line per generation),
-``checkpoints/``, the ES mean's and the best member's drift params
-(``mean_params.msgpack``, ``best_params.msgpack``; flax msgpack, no pickle),
-``summary.json``, ``fitness.png`` and ``drift.png`` (the learned drift beside PPO's and
-DPO's over ``(r, A)``, as in Lu et al., 2022).
+``checkpoints/``, the discovered drift params (``mean_params.msgpack``: the ES mean or
+the meta-gradient iterate; ES also writes its best member, ``best_params.msgpack``;
+flax msgpack, no pickle), ``summary.json``, ``fitness.png`` (ES fitness, or the
+meta-gradient agents' episode returns) and ``drift.png`` (the learned drift beside
+PPO's and DPO's over ``(r, A)``, as in Lu et al., 2022).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from discovery.drift import make_dpo_drift, make_ppo_drift
 from discovery.drift_training import MetaTrainConfig
 from discovery.files import write_bytes_atomic, write_json
 from discovery.pipeline import MetaTrainResult, meta_train
-from discovery.plots import plot_drifts, plot_fitness
+from discovery.plots import plot_drifts, plot_fitness, plot_metric_history
 from discovery.run_folder import RunFolderPlan, start_run, writes_results
 from discovery.stats import summarise_over_seeds
 from discovery.tasks import make_evaluator, ppo_params_for
@@ -46,12 +48,20 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
     """Params, plots and ``summary.json`` for a finished run."""
     run_dir = result.run_dir
     mean_params = result.mean_params
+    es = config.optimizer == "es"
     save_params(mean_params, run_dir / "mean_params.msgpack")
-    save_params(result.state.optimizer.best_params, run_dir / "best_params.msgpack")
+    if es:
+        save_params(result.state.optimizer.best_params, run_dir / "best_params.msgpack")
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    plot_fitness(history, run_dir / "fitness.png", title=f"{config.name}: ES fitness")
+    curve = "fitness_mean" if es else "episode_return"
+    if es:
+        plot_fitness(history, run_dir / "fitness.png", title=f"{config.name}: ES fitness")
+    else:
+        plot_metric_history(history, curve, run_dir / "fitness.png",
+                            title=f"{config.name}: {config.task.drift} by meta-gradients")
 
     learned = result.task.drift
+    source = "ES mean" if es else "meta-gradients"
     ppo, dpo = make_ppo_drift(), make_dpo_drift()
     ppo_params, dpo_params = ppo.init(jax.random.key(0)), dpo.init(jax.random.key(0))
     apply = jax.jit(lambda p, r, a, t: learned.apply(p, r, a, t))
@@ -59,7 +69,7 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
         {
             "PPO-clip": lambda r, a, t: ppo(ppo_params, jnp.asarray(r), jnp.asarray(a), t),
             "DPO": lambda r, a, t: dpo(dpo_params, jnp.asarray(r), jnp.asarray(a), t),
-            f"learned ({learned.name}, ES mean)": lambda r, a, t: apply(
+            f"learned ({learned.name}, {source})": lambda r, a, t: apply(
                 mean_params, jnp.asarray(r, jnp.float32), jnp.asarray(a, jnp.float32),
                 jnp.float32(t)
             ),
@@ -77,17 +87,16 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
     window = max(1, len(history) // 5)
     summary = {
         "name": config.name,
+        "optimizer": config.optimizer,
         "generations": len(history),
         "envs": list(config.task.envs),
         "ppo_returns": result.task.ppo_returns.tolist(),
         "random_returns": result.task.random_returns.tolist(),
-        "fitness_mean_first": first["fitness_mean"],
-        "fitness_mean_last": last["fitness_mean"],
-        "fitness_mean_first_window": _finite_mean(r["fitness_mean"] for r in history[:window]),
-        "fitness_mean_last_window": _finite_mean(r["fitness_mean"] for r in history[-window:]),
-        "nonfinite_members": int(sum(r["num_nonfinite"] for r in history)),
+        f"{curve}_first": first[curve],
+        f"{curve}_last": last[curve],
+        f"{curve}_first_window": _finite_mean(r[curve] for r in history[:window]),
+        f"{curve}_last_window": _finite_mean(r[curve] for r in history[-window:]),
         "score": config.task.score,
-        "best_fitness": last["best_fitness"],
         "env_steps": last["env_steps"],
         "wall_time_s": float(sum(r["wall_time_s"] for r in history)),
         "evaluation": {
@@ -103,6 +112,11 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
             "ppo_diverged_seeds": [eval_seeds - n for n in ppo["seeds_covered"]],
         },
     }
+    if es:
+        summary["nonfinite_members"] = int(sum(r["num_nonfinite"] for r in history))
+        summary["best_fitness"] = last["best_fitness"]
+    else:
+        summary["nonfinite_chunks"] = int(sum(r["nonfinite_chunks"] for r in history))
     write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -157,10 +171,15 @@ def run_meta_training(
     console = Console()
     plan = start_run(run_dir, config, resume=resume, overwrite=overwrite, plan=plan,
                      report=lambda note: console.print(f"[yellow]resume:[/] {note}"))
+    es = config.optimizer == "es"
+    scale = (
+        f"population {config.es.population_size} ({config.es.strategy})" if es else
+        f"meta-gradients through {config.metagrad.unroll} PPO updates of "
+        f"{config.metagrad.num_agents} agents"
+    )
     console.print(
         f"[bold]meta-train[/] {config.task.drift} on {', '.join(config.task.envs)}: "
-        f"{config.generations} generations x population {config.es.population_size} "
-        f"({config.es.strategy}) -> {run_dir}"
+        f"{config.generations} generations x {scale} -> {run_dir}"
     )
     progress = generation_progress(console)
     with progress:
@@ -170,6 +189,9 @@ def run_meta_training(
             line = (
                 f"fitness mean {record['fitness_mean']:.3f} max {record['fitness_max']:.3f} "
                 f"best {record['best_fitness']:.3f} sigma {record['sigma']:.4f}"
+                if es else
+                f"agents' return {_format_fitness(record['episode_return'])} "
+                f"grad norm {record['grad_norm']:.3g}"
             )
             progress.update(bar, completed=record["generation"] + 1, line=line)
             if tracker is not None and jax.process_index() == 0:
@@ -180,13 +202,21 @@ def run_meta_training(
     if not writes_results(console.print):
         return {}
     summary = write_results(result, config)
-    console.print(
-        f"fitness (population mean, {config.task.normalise} normalised): first "
-        f"{_format_fitness(summary['fitness_mean_first'])} -> last "
-        f"{_format_fitness(summary['fitness_mean_last'])}; best member "
-        f"{_format_fitness(summary['best_fitness'])}; "
-        f"{summary['nonfinite_members']} non-finite members in all generations"
-    )
+    if es:
+        console.print(
+            f"fitness (population mean, {config.task.normalise} normalised): first "
+            f"{_format_fitness(summary['fitness_mean_first'])} -> last "
+            f"{_format_fitness(summary['fitness_mean_last'])}; best member "
+            f"{_format_fitness(summary['best_fitness'])}; "
+            f"{summary['nonfinite_members']} non-finite members in all generations"
+        )
+    else:
+        console.print(
+            "meta-gradient agents' episode return: first "
+            f"{_format_fitness(summary['episode_return_first'])} -> last "
+            f"{_format_fitness(summary['episode_return_last'])}; "
+            f"{summary['nonfinite_chunks']} non-finite gradient chunks in all generations"
+        )
     evaluation = summary["evaluation"]
     for index, name in enumerate(config.task.envs):
         learned, ppo = (
@@ -201,8 +231,9 @@ def run_meta_training(
             f"{name}: fresh agents ({config.task.score} return) score {learned} with the "
             f"learned drift vs {ppo} with PPO-clip"
         )
+    best = "best_params.msgpack " if es else ""
     console.print(
         f"wrote {run_dir}/: config.yaml metrics.jsonl checkpoints/ mean_params.msgpack "
-        "best_params.msgpack fitness.png drift.png summary.json"
+        f"{best}fitness.png drift.png summary.json"
     )
     return summary

@@ -46,6 +46,9 @@ longer (9x9)            0,1: [1, .1, .01]; 2-6: [-1, .8, 1];        2000
 long_dense (11x11)      0-3: [1, 0, .005]; cross of walls with      2000
                         one gap per arm
 ======================  =========================================  ==========
+
+One module (~690 lines): the dynamics, the level families and the fixed layouts share
+one level encoding (``GridParams``).
 """
 
 from __future__ import annotations

@@ -69,6 +69,9 @@ Pendulum-v1     g (10.0)                             5.0 .. 20.0                
 MountainCar-v0  force (0.001)                        0.00075 .. 0.0015             0.1
                 gravity (0.0025)                     0.001875 .. 0.00375           0.1
 ==============  ===================================  ============================  =====
+
+One module (~600 lines): every level space implements the same five functions, read
+side by side when a space is added.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ cheap on a few hundred points and awkward to jit), yet keeps the pure
     state = init(config, num_dims=2)
     tasks = sample(config, key, state, n=16)          # [16, 2] float32 in [0, 1]
     state = update(config, state, tasks, competence)  # competence [16]
+
+One module (~420 lines): the Gaussian-mixture fit, the history of learning progress it
+is fit to, and the proposal rule that reads both are one teacher's state and step.
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
-"""Meta-gradients for learned objectives: backpropagate through unrolled agent updates.
+"""Meta-gradients for learned components: backpropagate through unrolled agent updates.
 
-A batch of LPG agents, each on its own level and at its own point of its lifetime,
-takes ``K`` updates driven by the learned objective; the updated agent is then scored
-by an actor-critic meta-loss on experience it has not trained on, and the gradient of
-that loss flows back through the ``K`` updates into the objective's parameters (LPG,
-Oh et al., 2020, Sec. 3.2; GROOVE, Jackson et al., 2023). Agents carry on from where
-the unroll left them and are re-created on a fresh level when their lifetime ends, so
-the objective always sees agents at every stage of learning.
+A batch of agents, each on its own level and at its own point of its lifetime, takes
+``K`` updates driven by the learned component; the updated agent is then scored by an
+actor-critic meta-loss on experience it has not trained on, and the gradient of that
+loss flows back through the ``K`` updates into the component's parameters (LPG, Oh et
+al., 2020, Sec. 3.2; GROOVE, Jackson et al., 2023). Agents carry on from where the
+unroll left them and are re-created on a fresh level when their lifetime ends, so the
+component always sees agents at every stage of learning.
+
+The agents are any :class:`Learner`: LPG agents driven by a learned objective
+(:mod:`discovery.agents.lpg_agent`), or PPO agents whose drift is learned
+(:mod:`discovery.agents.ppo_learner`).
 
 Two estimators (Bonnet et al., "One Step at a Time"):
 
@@ -20,10 +24,11 @@ Two estimators (Bonnet et al., "One Step at a Time"):
 For curricula (``discovery.meta.curricula``), :meth:`MetaGradient.step_with_levels` takes the
 levels that agents restarting in this step move to, and returns what the finished
 agents' levels scored over the final ``level_score_fraction`` of their lifetimes: the
-agent's reward per step (``"return"``), algorithmic regret against an A2C antagonist
-trained alongside on the same level (GROOVE, Jackson et al., 2023), positive value loss
-and MaxMC under the agent's critic (robust PLR, Jiang et al., 2021: the mean over a
-rollout's steps of the highest single-episode return seen on the level minus ``V(s)``).
+agent's reward per step (``"return"``), algorithmic regret against a hand-designed
+antagonist (A2C, PPO-clip) trained alongside on the same level (GROOVE, Jackson et al.,
+2023), positive value loss and MaxMC under the agent's critic (robust PLR, Jiang et al.,
+2021: the mean over a rollout's steps of the highest single-episode return seen on the
+level minus ``V(s)``).
 Scores use reward per step rather than episode return, so levels whose episodes outlast
 the window are scored too.
 
@@ -33,28 +38,57 @@ and the meta-gradient is clipped before Adam):
     -mean(log pi(a|s) * A) - c_H H(pi) - c_y H(y) + c_pi mean(pi_hat^2)
         + c_yhat mean(sum(y_hat^2))
 
-with ``A`` from GAE under the agent's critic, normalised per agent. The critic learns
-by TD(lambda) (Adam) on every fresh rollout; it shapes the meta-loss only.
+with ``A`` from GAE under the agent's critic, normalised per agent; the ``y`` and
+output terms are those of a learned objective (zero for a PPO learner). An LPG agent's
+critic learns by TD(lambda) (Adam) on every fresh rollout and shapes the meta-loss
+only; a PPO learner's critic is its own value head, trained by its PPO updates.
+
+One module (~560 lines): the unroll, the meta-loss, the critics' training and the
+per-level records for curricula are one jitted meta-update.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from discovery.agents import distributions
-from discovery.agents.a2c import A2C, A2CState
-from discovery.agents.lpg_agent import Experience, LPGAgent, LPGAgentState, sample_lifetime
+from discovery.agents.lpg_agent import sample_lifetime
 from discovery.agents.rollout import gae
 from discovery.meta.curricula import FinishedLevels
 
 Metrics = dict[str, jax.Array]
+AgentState = Any  # a learner's state: params, critic_params, update_idx, lifetime, ...
+Experience = Any  # a rollout: obs, action, reward, terminated, truncated, next_obs, ...
+
+
+class Learner(Protocol):
+    """What meta-gradient training needs of an agent (LPG agents, PPO learners).
+
+    ``init(key, env_params, lifetime)`` makes an agent on a level, whose state has
+    ``params``, ``critic_params``, ``env_params``, ``update_idx``, ``lifetime`` and
+    ``progress``; ``rollout(state) -> (state, experience)`` acts without gradient;
+    ``update(component_params, state, experience) -> (state, metrics)`` is one update,
+    differentiable in the component's params (``metrics``: ``reward_per_step``,
+    ``episodes``, ``episode_return``, and for a learned objective its ``targets``,
+    whose size is penalised); ``critic_update(state, experience, target) -> (state,
+    loss)``; ``log_prob_and_entropy(params, obs, action)``, ``prediction_entropy(params,
+    obs)`` and ``value(critic_params, obs)`` shape the meta-loss; ``discount``.
+    """
+
+    init: Callable[..., Any]
+    rollout: Callable[..., Any]
+    update: Callable[..., Any]
+    critic_update: Callable[..., Any]
+    log_prob_and_entropy: Callable[..., Any]
+    prediction_entropy: Callable[..., Any]
+    value: Callable[..., Any]
+    discount: float
 
 
 @dataclass(frozen=True)
@@ -112,7 +146,7 @@ class LevelRecord:
 
     Attributes:
       reward_sum, updates: the agent's reward per step summed over its window updates.
-      antagonist_reward_sum, antagonist_updates: the same for the A2C antagonist.
+      antagonist_reward_sum, antagonist_updates: the same for the antagonist.
       value_loss_sum, critic_updates: positive value loss of the fresh rollouts scored
         in the window.
       max_mc_sum, max_mc_updates: MaxMC of those rollouts, once an episode has ended.
@@ -150,15 +184,15 @@ class LevelRecord:
 @struct.dataclass
 class MetaGradState:
     """The meta-optimiser's state: objective params, Adam state, the agents, a key, and
-    each agent's level bookkeeping (curriculum slot, window record, A2C antagonist)."""
+    each agent's level bookkeeping (curriculum slot, window record, antagonist)."""
 
     params: Any
     opt_state: Any
-    agents: LPGAgentState  # batched: leading axis num_agents
+    agents: AgentState  # batched: leading axis num_agents
     key: jax.Array
     level_slots: jax.Array  # [A] int32: the curriculum's id of each agent's level (-1: none)
     records: LevelRecord
-    antagonists: A2CState | None  # batched; None without an antagonist
+    antagonists: Any  # batched antagonist states; None without an antagonist
 
 
 def make_meta_optimizer(config: MetaGradConfig) -> optax.GradientTransformation:
@@ -186,7 +220,7 @@ class MetaGradient:
 
     config: MetaGradConfig
     init: Callable[..., MetaGradState]
-    loss: Callable[[Any, LPGAgentState], tuple[jax.Array, tuple[LPGAgentState, Any, Metrics]]]
+    loss: Callable[[Any, AgentState], tuple[jax.Array, tuple[AgentState, Any, Metrics]]]
     step: Callable[[MetaGradState], tuple[MetaGradState, Metrics]]
     step_with_levels: Callable[
         [MetaGradState, Any, jax.Array], tuple[MetaGradState, Metrics, FinishedLevels]
@@ -195,25 +229,27 @@ class MetaGradient:
 
 def make_metagrad(
     config: MetaGradConfig,
-    agent: LPGAgent,
+    agent: Learner,
     sample_level: Callable[[jax.Array], Any],
-    antagonist: A2C | None = None,
+    antagonist: Any = None,
 ) -> MetaGradient:
-    """Meta-gradient training of ``agent``'s objective on levels from ``sample_level(key)``.
+    """Meta-gradient training of the component that drives ``agent`` (a :class:`Learner`)
+    on levels from ``sample_level(key)``.
 
-    With an ``antagonist`` (A2C built for the same env), each agent has an A2C agent
-    training beside it on its level, for the algorithmic-regret score of the level.
+    With an ``antagonist`` (``init(key, env_params)``, ``update(state, env_params)``: A2C
+    or PPO-clip built for the same env), each agent has a hand-designed agent training
+    beside it on its level, for the algorithmic-regret score of the level.
     """
     optimizer = make_meta_optimizer(config)
-    discount = agent.config.discount
+    discount = agent.discount
     chunk = config.num_agents // config.num_minibatches
 
-    def new_agent(key: jax.Array, level: Any) -> LPGAgentState:
+    def new_agent(key: jax.Array, level: Any) -> AgentState:
         key_lifetime, key_agent = jax.random.split(key)
         lifetime = sample_lifetime(key_lifetime, config.lifetime_min, config.lifetime_max)
         return agent.init(key_agent, level, lifetime)
 
-    def new_antagonists(key: jax.Array, levels: Any) -> A2CState | None:
+    def new_antagonists(key: jax.Array, levels: Any) -> Any:
         if antagonist is None:
             return None
         return jax.vmap(antagonist.init)(jax.random.split(key, config.num_agents), levels)
@@ -271,11 +307,9 @@ def make_metagrad(
         """The meta-loss's actor-critic part for an agent with ``params`` on fresh data."""
         advantage, _ = jax.lax.stop_gradient(advantages(critic_params, experience))
         advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-        logits = agent.policy_logits(params, experience.obs)
-        y_logits = agent.prediction_logits(params, experience.obs)
-        log_prob = distributions.categorical_log_prob(logits, experience.action)
-        entropy = jnp.mean(distributions.categorical_entropy(logits))
-        y_entropy = jnp.mean(distributions.categorical_entropy(y_logits))
+        log_prob, entropy = agent.log_prob_and_entropy(params, experience.obs, experience.action)
+        entropy = jnp.mean(entropy)
+        y_entropy = agent.prediction_entropy(params, experience.obs)
         policy_loss = -jnp.mean(log_prob * advantage)
         loss = (
             policy_loss
@@ -284,7 +318,15 @@ def make_metagrad(
         )
         return loss, {"policy_loss": policy_loss, "entropy": entropy}
 
-    def agent_meta_loss(objective_params: Any, state: LPGAgentState):
+    def output_penalty(targets: Any) -> jax.Array:
+        """The penalty on a learned objective's outputs (zero for a learner without)."""
+        if targets is None:
+            return jnp.float32(0.0)
+        return config.pi_hat_l2 * jnp.mean(targets.pi_hat**2) + config.y_hat_l2 * jnp.mean(
+            jnp.sum(targets.y_hat**2, axis=-1)
+        )
+
+    def agent_meta_loss(objective_params: Any, state: AgentState):
         """Unroll K updates of one agent, then score it (see the module docstring)."""
         first_update = state.update_idx
 
@@ -293,10 +335,7 @@ def make_metagrad(
             state, experience = agent.rollout(state)
             fresh_loss, _ = actor_critic_loss(state.params, state.critic_params, experience)
             state, metrics = agent.update(objective_params, state, experience)
-            targets = metrics.pop("targets")
-            regulariser = config.pi_hat_l2 * jnp.mean(targets.pi_hat**2) + config.y_hat_l2 * (
-                jnp.mean(jnp.sum(targets.y_hat**2, axis=-1))
-            )
+            regulariser = output_penalty(metrics.pop("targets", None))
             # The rollout of update k is fresh for the agent after k updates (k >= 1).
             mixed_term = jnp.where(index > 0, fresh_loss, 0.0)
             best = highest_episode_return(experience)
@@ -327,7 +366,7 @@ def make_metagrad(
         }
         return loss, (state, fresh, metrics | {"level_terms": level_terms})
 
-    def loss(objective_params: Any, agents: LPGAgentState):
+    def loss(objective_params: Any, agents: AgentState):
         losses, (agents, fresh, metrics) = jax.vmap(agent_meta_loss, in_axes=(None, 0))(
             objective_params, agents
         )
@@ -335,13 +374,13 @@ def make_metagrad(
 
     grad_fn = jax.grad(loss, has_aux=True)
 
-    def chunk_gradient(objective_params: Any, agents: LPGAgentState):
+    def chunk_gradient(objective_params: Any, agents: AgentState):
         grads, (agents, fresh, metrics) = grad_fn(objective_params, agents)
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
         return grads, finite, agents, fresh, metrics
 
-    def critic_step(state: LPGAgentState, fresh: Experience, best_return: jax.Array):
+    def critic_step(state: AgentState, fresh: Experience, best_return: jax.Array):
         """Train the critic on the fresh rollout; score it (positive value loss, MaxMC)."""
         advantage, target = advantages(state.critic_params, fresh)
         value = agent.value(state.critic_params, fresh.obs)
@@ -364,8 +403,8 @@ def make_metagrad(
             best_return=best,
         )
 
-    def train_antagonists(antagonists: A2CState, records: LevelRecord, agents: LPGAgentState):
-        """``K`` A2C updates of every antagonist on its agent's level, recorded in the window."""
+    def train_antagonists(antagonists: Any, records: LevelRecord, agents: AgentState):
+        """``K`` updates of every antagonist on its agent's level, recorded in the window."""
 
         def one_update(carry, _):
             antagonists, records = carry

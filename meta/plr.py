@@ -40,6 +40,9 @@ A caller that starts agents on only some of the ``n`` draws (e.g. meta-gradient
 training, where only the agents whose lifetime ended take a new level) uses
 :func:`draw` and then :func:`mark_sampled` with the draws actually used, so unused
 draws neither reset staleness nor count towards ``c``.
+
+One module (~440 lines): the buffer's state, scores, staleness and the replay-or-new
+decision are one data structure's functions.
 """
 
 from __future__ import annotations

@@ -16,10 +16,12 @@ import pytest
 
 from discovery import meta  # noqa: F401  (sets XLA_FLAGS)
 from discovery.agents.ppo import PPOConfig
+from discovery.components import COMPONENTS
 from discovery.drift_training import MetaTrainConfig
 from discovery.meta.alp_gmm import ALPGMMConfig
 from discovery.meta.curricula import CurriculumConfig
 from discovery.meta.es import ESConfig, make_es
+from discovery.meta.metagrad import MetaGradConfig
 from discovery.meta.optimizers import LoopState, es_optimizer
 from discovery.meta.plr import PLRConfig
 from discovery.pipeline import meta_train
@@ -132,7 +134,9 @@ SHARDING_SCRIPT = textwrap.dedent(
     from discovery import meta  # noqa
     import jax, numpy as np
     import jax.numpy as jnp
-    from discovery.meta.es import ESConfig, make_es
+    from discovery.components import COMPONENTS
+from discovery.meta.es import ESConfig, make_es
+from discovery.meta.metagrad import MetaGradConfig
     from discovery.meta.optimizers import LoopState, es_optimizer, population_devices
 
     assert len(jax.devices()) == 2, jax.devices()
@@ -241,16 +245,23 @@ DRIFT_CURRICULA = {
 }
 
 
-def test_a_drift_meta_trained_over_levels_resumes_exactly(tmp_path):
-    config = replace(TINY, generations=2, task=replace(TINY.task, seeds=2),
-                     curriculum=DRIFT_CURRICULA["plr"])
+def _killed_and_resumed(config: MetaTrainConfig, tmp_path: Path, stop_after: int):
+    """Run ``config`` straight, and killed after ``stop_after`` generations then resumed;
+    both must give the same log, params and curriculum state."""
     straight = meta_train(config, tmp_path / "straight")
-    meta_train(config, tmp_path / "killed", stop_after=1)
+    meta_train(config, tmp_path / "killed", stop_after=stop_after)
     resumed = meta_train(config, tmp_path / "killed", resume=True)
     assert _records(tmp_path / "straight") == _records(tmp_path / "killed")
     jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
     jax.tree.map(np.testing.assert_array_equal, straight.state.curriculum,
                  resumed.state.curriculum)
+    return straight, resumed
+
+
+def test_a_drift_meta_trained_over_levels_resumes_exactly(tmp_path):
+    config = replace(TINY, generations=2, task=replace(TINY.task, seeds=2),
+                     curriculum=DRIFT_CURRICULA["plr"])
+    _killed_and_resumed(config, tmp_path, stop_after=1)
     records = _records(tmp_path / "straight")
     # Every generation scores its two levels (one agent per level and member), against
     # PPO-clip trained on the same levels.
@@ -268,10 +279,71 @@ def test_alp_gmm_proposes_drift_levels_from_the_returns(tmp_path):
     assert records[-1]["curriculum_tasks"] > 0 and np.isfinite(records[-1]["level_return"])
 
 
+@pytest.mark.timeout(400)
+def test_a_drift_meta_trained_by_meta_gradients_resumes_exactly_and_is_evaluated(tmp_path):
+    """Drift x meta-gradients x PLR by algorithmic regret: PPO agents on CartPole's
+    physics take K=2 updates with the drift, the meta-gradient flows back through them,
+    and PPO-clip trains beside each agent on its level. TINY's task, so the baseline and
+    evaluation programs are the ES tests' (compilation-cache hits)."""
+    # The demo's aggressive learning rate (a traced hyperparameter: same programs), so
+    # that ratios leave PPO-clip's range and the drift, which starts at PPO-clip, matters.
+    task = replace(TINY.task, ppo=replace(TINY_PPO, lr=1e-2))
+    config = replace(
+        TINY, generations=3, optimizer="metagrad", curriculum=DRIFT_CURRICULA["plr"], task=task,
+        metagrad=MetaGradConfig(num_agents=2, num_minibatches=1, unroll=2, lr=1e-2,
+                                lifetime_min=3, lifetime_max=3),
+    )
+    straight, resumed = _killed_and_resumed(config, tmp_path, stop_after=2)
+    records = _records(tmp_path / "straight")
+    assert all(r["nonfinite_chunks"] == 0 and np.isfinite(r["grad_norm"]) for r in records)
+    start = straight.built.params
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), straight.params, start)
+    assert max(jax.tree.leaves(moved)) > 0, "the meta-gradient steps moved the drift"
+    # Lifetimes of 3 updates, unrolls of 2: agents finish, and their levels are scored
+    # against PPO-clip and fill the PLR buffer.
+    assert sum(r["levels_finished"] for r in records) > 0
+    regrets = [r["level_algorithmic_regret"] for r in records]
+    assert any(regret is not None and np.isfinite(regret) for regret in regrets)
+    assert records[-1]["curriculum_fill"] > 0
+
+    summary = COMPONENTS["drift"].write_results(resumed, config)
+    assert summary["optimizer"] == "metagrad" and "best_fitness" not in summary
+    assert np.isfinite(summary["episode_return_last"])
+    for method in ("learned", "ppo"):
+        assert summary["evaluation"][f"{method}_seeds"][0] == 16
+        assert np.isfinite(summary["evaluation"][f"{method}_mean_return"][0])
+    assert (tmp_path / "killed" / "fitness.png").exists()
+    assert not (tmp_path / "killed" / "best_params.msgpack").exists()
+
+
+# Every component x meta-optimiser x curriculum is a valid config, or refused saying why.
+COMBINATIONS = [(component, optimizer, kind) for component in COMPONENTS
+                for optimizer in ("es", "metagrad")
+                for kind in ("none", "dr", "plr", "alp_gmm")]
+REFUSED = {("objective", "es", "none"): "curriculum.kind='none'",
+           ("objective", "metagrad", "none"): "curriculum.kind='none'"}
+
+
+@pytest.mark.parametrize("component, optimizer, kind", COMBINATIONS)
+def test_every_combination_is_a_config_or_refused_with_a_reason(component, optimizer, kind):
+    config_class = COMPONENTS[component].config_class
+    curriculum = CurriculumConfig(kind=kind)
+    if (component, optimizer, kind) in REFUSED:
+        with pytest.raises(ValueError, match=REFUSED[component, optimizer, kind]):
+            config_class(optimizer=optimizer, curriculum=curriculum)
+        return
+    config = config_class(optimizer=optimizer, curriculum=curriculum)
+    COMPONENTS[component].check_meta_train(config)
+    assert config.optimizer == optimizer and config.curriculum.kind == kind
+
+
 @pytest.mark.parametrize("change, message", [
     ({"task": replace(TINY.task, envs=("CartPole-v1", "Acrobot-v1"))},
      "draws levels from one env's level space"),
     ({"curriculum": CurriculumConfig(kind="plr", score="max_mc")}, "reads the agents' critics"),
+    ({"curriculum": CurriculumConfig(kind="none"), "optimizer": "metagrad",
+      "task": replace(TINY.task, envs=("CartPole-v1", "Acrobot-v1"))},
+     "optimizer='metagrad' trains its agents on one env"),
 ])
 def test_drift_curricula_that_make_no_sense_are_refused(change, message):
     with pytest.raises(ValueError, match=message):

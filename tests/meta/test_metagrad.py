@@ -12,6 +12,7 @@ from discovery.agents.lpg_agent import LPGAgentConfig, lifetime_final_return, ma
 from discovery.envs.gridworld import GridWorld, Layout
 from discovery.meta.metagrad import MetaGradConfig, make_metagrad
 from discovery.objective import ObjectiveConfig, make_objective
+from tests.gradcheck import assert_gradient_matches_finite_differences
 
 # The agent starts on the left; the object three cells right pays 1 and ends the episode.
 CORRIDOR = Layout(grid=("S..0",), objects=((1.0, 1.0, 0.0),), max_steps_in_episode=12)
@@ -88,23 +89,7 @@ def test_meta_gradient_matches_finite_differences():
 
         agents = init_agents(jax.random.key(3), theta)
         loss = jax.jit(lambda p: metagrad.loss(p, agents)[0])
-        grad = jax.jit(jax.grad(loss))(theta)
-        direction = jax.tree.map(
-            lambda x, k: jax.random.normal(k, x.shape, x.dtype),
-            theta,
-            jax.tree.unflatten(
-                jax.tree.structure(theta),
-                list(jax.random.split(jax.random.key(4), len(jax.tree.leaves(theta)))),
-            ),
-        )
-        eps = 1e-6
-        plus = loss(jax.tree.map(lambda x, d: x + eps * d, theta, direction))
-        minus = loss(jax.tree.map(lambda x, d: x - eps * d, theta, direction))
-        numeric = float((plus - minus) / (2 * eps))
-        analytic = float(sum(jnp.vdot(g, d) for g, d in zip(
-            jax.tree.leaves(grad), jax.tree.leaves(direction))))
-        assert abs(analytic) > 1e-8
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-4)
+        assert_gradient_matches_finite_differences(loss, theta, jax.random.key(4))
 
 
 def test_mixed_estimator_averages_the_k_step_losses(setup):
