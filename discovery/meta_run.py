@@ -23,9 +23,10 @@ from flax import serialization
 from discovery.drift import make_dpo_drift, make_ppo_drift
 from discovery.drift_training import MetaTrainConfig
 from discovery.files import write_bytes_atomic, write_json
-from discovery.pipeline import MetaTrainResult, meta_train
+from discovery.pipeline import MetaTrainResult
 from discovery.plots import plot_drifts, plot_fitness, plot_metric_history
-from discovery.run_folder import RunFolderPlan, start_run, writes_results
+from discovery.run_folder import RunFolderPlan
+from discovery.run_progress import metagrad_line, number, run_with_progress
 from discovery.stats import summarise_over_seeds
 from discovery.tasks import make_evaluator, ppo_params_for
 
@@ -127,28 +128,11 @@ def _finite_mean(values: Any) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def _format_fitness(value: float | None) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
-
-
 def _format_return(mean: float | None, seeds: int, diverged: int) -> str:
     """``"271.5 (16 seeds)"``, with the diverged seeds counted when there are any."""
     text = "n/a" if mean is None else f"{mean:.1f}"
     text += f" ({seeds} seeds" + (f", {diverged} diverged)" if diverged else ")")
     return text
-
-
-def generation_progress(console: Any) -> Any:
-    """A rich progress bar over generations with a free-text status line (``line``)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("generation {task.completed}/{task.total}"),
-        BarColumn(),
-        TextColumn("{task.fields[line]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
 
 
 def run_meta_training(
@@ -159,62 +143,46 @@ def run_meta_training(
     overwrite: bool = False,
     plan: RunFolderPlan | None = None,
 ) -> dict:
-    """Meta-train with a rich progress bar; returns the run's summary (empty on the
-    processes of a ``jax.distributed`` job other than process 0). ``tracker``
-    (:mod:`discovery.tracking`) also receives every generation's record.
-
-    The run folder is checked first (:func:`discovery.run_folder.prepare_run_folder`,
-    unless ``plan`` is its result already): nothing is written before that passes.
-    """
-    from rich.console import Console
-
-    console = Console()
-    plan = start_run(run_dir, config, resume=resume, overwrite=overwrite, plan=plan,
-                     report=lambda note: console.print(f"[yellow]resume:[/] {note}"))
+    """Meta-train a drift with a progress bar (:func:`discovery.run_progress.run_with_progress`)
+    and write its results; returns the run's summary (empty on the processes of a
+    ``jax.distributed`` job other than process 0)."""
     es = config.optimizer == "es"
     scale = (
         f"population {config.es.population_size} ({config.es.strategy})" if es else
         f"meta-gradients through {config.metagrad.unroll} PPO updates of "
         f"{config.metagrad.num_agents} agents"
     )
-    console.print(
-        f"[bold]meta-train[/] {config.task.drift} on {', '.join(config.task.envs)}: "
-        f"{config.generations} generations x {scale} -> {run_dir}"
+
+    def es_line(record: dict) -> str:
+        return (
+            f"fitness mean {number(record['fitness_mean'], '.3f')} "
+            f"max {number(record['fitness_max'], '.3f')} "
+            f"best {number(record['best_fitness'], '.3f')} sigma {record['sigma']:.4f}"
+        )
+
+    result, console = run_with_progress(
+        config, run_dir,
+        headline=f"{config.task.drift} on {', '.join(config.task.envs)}: "
+        f"{config.generations} generations x {scale}",
+        line=es_line if es else metagrad_line,
+        resume=resume, tracker=tracker, overwrite=overwrite, plan=plan,
     )
-    progress = generation_progress(console)
-    with progress:
-        bar = progress.add_task("meta", total=config.generations, line="starting")
-
-        def on_generation(record: dict) -> None:
-            line = (
-                f"fitness mean {record['fitness_mean']:.3f} max {record['fitness_max']:.3f} "
-                f"best {record['best_fitness']:.3f} sigma {record['sigma']:.4f}"
-                if es else
-                f"agents' return {_format_fitness(record['episode_return'])} "
-                f"grad norm {record['grad_norm']:.3g}"
-            )
-            progress.update(bar, completed=record["generation"] + 1, line=line)
-            if tracker is not None and jax.process_index() == 0:
-                tracker.log(record["generation"], record)
-
-        result = meta_train(config, run_dir, resume=resume, on_generation=on_generation,
-                            checkpoint=plan.checkpoint)
-    if not writes_results(console.print):
+    if result is None:
         return {}
     summary = write_results(result, config)
     if es:
         console.print(
             f"fitness (population mean, {config.task.normalise} normalised): first "
-            f"{_format_fitness(summary['fitness_mean_first'])} -> last "
-            f"{_format_fitness(summary['fitness_mean_last'])}; best member "
-            f"{_format_fitness(summary['best_fitness'])}; "
+            f"{number(summary['fitness_mean_first'], '.3f')} -> last "
+            f"{number(summary['fitness_mean_last'], '.3f')}; best member "
+            f"{number(summary['best_fitness'], '.3f')}; "
             f"{summary['nonfinite_members']} non-finite members in all generations"
         )
     else:
         console.print(
             "meta-gradient agents' episode return: first "
-            f"{_format_fitness(summary['episode_return_first'])} -> last "
-            f"{_format_fitness(summary['episode_return_last'])}; "
+            f"{number(summary['episode_return_first'], '.3f')} -> last "
+            f"{number(summary['episode_return_last'], '.3f')}; "
             f"{summary['nonfinite_chunks']} non-finite gradient chunks in all generations"
         )
     evaluation = summary["evaluation"]

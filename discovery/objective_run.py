@@ -31,12 +31,13 @@ from discovery.agents.lpg_agent import lifetime_final_return, lifetime_final_rew
 from discovery.envs.registry import GRIDWORLD_PREFIX
 from discovery.files import write_json
 from discovery.lpg_task import make_objective_evaluator
-from discovery.meta_run import generation_progress, load_params, save_params
+from discovery.meta_run import load_params, save_params
 from discovery.objective import Objective, make_objective
 from discovery.objective_training import ObjectiveMetaTrainConfig, a2c_like
-from discovery.pipeline import MetaTrainResult, meta_train
+from discovery.pipeline import MetaTrainResult
 from discovery.plots import plot_metric_history
-from discovery.run_folder import RunFolderPlan, start_run, writes_results
+from discovery.run_folder import RunFolderPlan
+from discovery.run_progress import metagrad_line, number, run_with_progress
 from discovery.stats import summarise_over_seeds
 
 
@@ -150,45 +151,25 @@ def run_objective_meta_training(
     overwrite: bool = False,
     plan: RunFolderPlan | None = None,
 ) -> dict[str, Any]:
-    """Meta-train an objective with a progress bar; returns the run's summary (empty on
-    the processes of a ``jax.distributed`` job other than process 0). ``tracker``
-    (:mod:`discovery.tracking`) also receives every generation's record.
+    """Meta-train an objective with a progress bar
+    (:func:`discovery.run_progress.run_with_progress`) and write its results; returns the
+    run's summary (empty on the processes of a ``jax.distributed`` job other than
+    process 0)."""
+    def es_line(record: dict) -> str:
+        return (
+            f"fitness mean {number(record['fitness_mean'], '.3f')} "
+            f"max {number(record['fitness_max'], '.3f')}, "
+            f"{record.get('agents_diverged', 0)} agents diverged"
+        )
 
-    The run folder is checked first (:func:`discovery.run_folder.prepare_run_folder`,
-    unless ``plan`` is its result already): nothing is written before that passes.
-    """
-    from rich.console import Console
-
-    console = Console()
-    plan = start_run(run_dir, config, resume=resume, overwrite=overwrite, plan=plan,
-                     report=lambda note: console.print(f"[yellow]resume:[/] {note}"))
-    console.print(
-        f"[bold]meta-train[/] {config.objective.kind} by {config.optimizer} on "
-        f"{', '.join(config.levels.train)}: {config.generations} generations -> {run_dir}"
+    result, console = run_with_progress(
+        config, run_dir,
+        headline=f"{config.objective.kind} by {config.optimizer} on "
+        f"{', '.join(config.levels.train)}: {config.generations} generations",
+        line=metagrad_line if config.optimizer == "metagrad" else es_line,
+        resume=resume, tracker=tracker, overwrite=overwrite, plan=plan,
     )
-    progress = generation_progress(console)
-    with progress:
-        bar = progress.add_task("meta", total=config.generations, line="starting")
-
-        def on_generation(record: dict) -> None:
-            if config.optimizer == "metagrad":
-                line = (
-                    f"agents' return {_number(record['episode_return'], '.2f')} "
-                    f"grad norm {_number(record['grad_norm'], '.3g')}"
-                )
-            else:
-                line = (
-                    f"fitness mean {_number(record['fitness_mean'], '.3f')} "
-                    f"max {_number(record['fitness_max'], '.3f')}, "
-                    f"{record.get('agents_diverged', 0)} agents diverged"
-                )
-            progress.update(bar, completed=record["generation"] + 1, line=line)
-            if tracker is not None and jax.process_index() == 0:
-                tracker.log(record["generation"], record)
-
-        result = meta_train(config, run_dir, resume=resume, on_generation=on_generation,
-                            checkpoint=plan.checkpoint)
-    if not writes_results(console.print):
+    if result is None:
         return {}
     summary = write_objective_results(result, config)
     evaluation = summary["evaluation"]
@@ -204,8 +185,8 @@ def run_objective_meta_training(
             rate = evaluation[m]["reward_rate"]["mean"][index]
             returns = evaluation[m]["return"]
             cells.append(
-                f"{label} {_number(None if rate is None else 1000 * rate, '.1f')} "
-                f"(return {_number(returns['mean'][index], '.2f')}, "
+                f"{label} {number(None if rate is None else 1000 * rate, '.1f')} "
+                f"(return {number(returns['mean'][index], '.2f')}, "
                 f"{returns['seeds_covered'][index]}/{seeds} seeds)"
             )
         console.print(f"  {layout}: " + ", ".join(cells))
@@ -214,10 +195,3 @@ def run_objective_meta_training(
         "meta_training.png summary.json"
     )
     return summary
-
-
-def _number(value: float | None, spec: str) -> str:
-    """``value`` formatted with ``spec``, or ``"n/a"`` when it is missing or not finite."""
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    return format(value, spec)

@@ -134,9 +134,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     from discovery import meta  # noqa
     import jax, numpy as np
     import jax.numpy as jnp
-    from discovery.components import COMPONENTS
-from discovery.meta.es import ESConfig, make_es
-from discovery.meta.metagrad import MetaGradConfig
+    from discovery.meta.es import ESConfig, make_es
     from discovery.meta.optimizers import LoopState, es_optimizer, population_devices
 
     assert len(jax.devices()) == 2, jax.devices()
