@@ -23,8 +23,7 @@ import optax
 from flax import struct
 
 from discovery.agents.networks import ActorCritic, all_finite
-from discovery.agents.rollout import Transition, critic_gae
-from discovery.agents.rollout import make_rollout as rollout_scan
+from discovery.agents.rollout import Transition, critic_gae, make_rollout
 from discovery.envs import wrappers
 
 Metrics = dict[str, jax.Array]
@@ -189,19 +188,6 @@ def make_optimizer(
     )
 
 
-def make_rollout(config: PPOConfig, vec_env: Any, network: ActorCritic) -> Callable[..., Any]:
-    """Build ``rollout(params, env_state, obs, key, hp, env_params) -> ((env_state, obs),
-    traj, episode_info)``: the shared rollout scan
-    (:func:`discovery.agents.rollout.make_rollout`) over ``num_steps`` steps, rewards
-    scaled by ``hp.reward_scale``."""
-    scan = rollout_scan(vec_env, network, config.num_steps)
-
-    def rollout(params, env_state, obs, key, hp: PPOHyperparams, env_params):
-        return scan(params, env_state, obs, key, env_params, hp.reward_scale)
-
-    return rollout
-
-
 def make_learn(
     config: PPOConfig, network: ActorCritic, drift: Callable[..., jax.Array]
 ) -> Callable[..., Any]:
@@ -292,7 +278,7 @@ def make_train(
     network = make_network(config, discrete, action_dim)
     default_env_params = env_params
     num_updates = config.num_updates
-    rollout = make_rollout(config, vec_env, network)
+    rollout = make_rollout(vec_env, network, config.num_steps)
     learn = make_learn(config, network, drift)
 
     def train(
@@ -320,7 +306,8 @@ def make_train(
             key_rollout, key_epochs = jax.random.split(key)
             progress = state.update_idx.astype(jnp.float32) / num_updates
             (env_state, obs), (traj, (ended, ep_returns, ep_lengths, latest)) = rollout(
-                state.params, state.env_state, state.obs, key_rollout, hp, env_params
+                state.params, state.env_state, state.obs, key_rollout, env_params,
+                hp.reward_scale,
             )
             params, opt_state, aux = learn(
                 state.params, state.opt_state, optimizer, traj, key_epochs, drift_params,
@@ -346,16 +333,22 @@ def make_train(
     return train
 
 
-def episode_metrics(ended: jax.Array, returns: jax.Array, lengths: jax.Array) -> Metrics:
-    """``episodes`` that ended in a rollout, and their mean ``episode_return`` and
-    ``episode_length`` (NaN when none did)."""
+def episode_metrics(
+    ended: jax.Array, returns: jax.Array, lengths: jax.Array | None = None
+) -> Metrics:
+    """``episodes`` that ended in a rollout, and their mean ``episode_return`` and (when
+    ``lengths`` are given) ``episode_length``, NaN when none did."""
     episodes = ended.sum()
     safe = jnp.maximum(episodes, 1)
-    return {
+    metrics = {
         "episodes": episodes,
         "episode_return": jnp.where(episodes > 0, jnp.sum(returns * ended) / safe, jnp.nan),
-        "episode_length": jnp.where(episodes > 0, jnp.sum(lengths * ended) / safe, jnp.nan),
     }
+    if lengths is not None:
+        metrics["episode_length"] = jnp.where(
+            episodes > 0, jnp.sum(lengths * ended) / safe, jnp.nan
+        )
+    return metrics
 
 
 def diverged(state: PPOState, metrics: Metrics) -> jax.Array:

@@ -9,7 +9,7 @@ space admits, since every PPO update is differentiable in the drift). The learne
 exposes what that needs: ``rollout`` (acting, no gradient), ``update`` (one PPO update
 on a rollout, differentiable in the drift's params), and the policy and critic
 evaluated on fresh experience. Its rollout, loss and optimiser are PPO's own
-(:func:`~discovery.agents.ppo.make_rollout`, :func:`~discovery.agents.ppo.make_learn`);
+(:func:`~discovery.agents.rollout.make_rollout`, :func:`~discovery.agents.ppo.make_learn`);
 its learning rate anneals over the agent's own lifetime, which the drift sees as
 ``progress`` (TA-LPO, Jackson et al., 2024), and its Adam adds ``eps_root`` under the
 square root so that it is differentiable where a gradient is exactly zero.
@@ -35,10 +35,9 @@ from discovery.agents.ppo import (
     make_learn,
     make_network,
     make_optimizer,
-    make_rollout,
     wrap_env,
 )
-from discovery.agents.rollout import Transition
+from discovery.agents.rollout import Transition, make_rollout
 
 Metrics = dict[str, jax.Array]
 ADAM_EPS_ROOT = 1e-8
@@ -125,7 +124,7 @@ def make_ppo_learner(
     vec_env, discrete, action_dim = wrap_env(config, env, env_params, config.gamma)
     network = make_network(config, discrete, action_dim)
     hp = config.hyperparams()
-    act = make_rollout(config, vec_env, network)
+    act = make_rollout(vec_env, network, config.num_steps)
     learn = make_learn(config, network, drift)
 
     def optimizer(lifetime: jax.Array):
@@ -153,7 +152,7 @@ def make_ppo_learner(
         key, key_steps = jax.random.split(state.key)
         params = jax.lax.stop_gradient(state.params)
         (env_state, obs), (traj, (ended, returns, _, _)) = act(
-            params, state.env_state, state.obs, key_steps, hp, state.env_params
+            params, state.env_state, state.obs, key_steps, state.env_params, hp.reward_scale
         )
         experience = PPOExperience(
             obs=traj.obs,
@@ -197,8 +196,7 @@ def make_ppo_learner(
         )
         returns = experience.episode_return
         metrics = {k: v.mean() for k, v in aux.items()}
-        metrics |= episode_metrics(experience.episode_end, returns, jnp.zeros_like(returns))
-        metrics.pop("episode_length")
+        metrics |= episode_metrics(experience.episode_end, returns)
         metrics["reward_per_step"] = jnp.mean(experience.reward) / hp.reward_scale
         new_state = state.replace(
             params=params, opt_state=opt_state, update_idx=state.update_idx + 1, key=key

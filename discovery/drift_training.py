@@ -195,11 +195,13 @@ def steps_per_generation(config: MetaTrainConfig) -> int:
 def metagrad_over_ppo(
     config: MetaTrainConfig, drift: Drift, sample_level: Any, key: jax.Array
 ) -> Any:
-    """Meta-gradients through the updates of PPO agents on the task's one env, with
-    PPO-clip (the drift's PPO-clip point) as the antagonist when the curriculum needs
-    one."""
+    """Meta-gradients through the updates of PPO agents on the task's one env, on levels
+    from ``sample_level`` (``None``: the env's default parameters), with PPO-clip (the
+    drift's PPO-clip point) as the antagonist when the curriculum needs one."""
     task = config.task
     env, env_params = make_env(task.envs[0])
+    if sample_level is None:
+        sample_level = lambda key: env_params  # noqa: E731
     learner = make_ppo_learner(task.ppo, env, env_params, drift)
     antagonist = None
     if config.curriculum.needs_antagonist:
@@ -227,9 +229,6 @@ def build(config: MetaTrainConfig) -> BuiltRun:
     )
     params = task.init_params(key_init)
     if metagrad:
-        if sample_level is None:
-            default_level = make_env(config.task.envs[0])[1]
-            sample_level = lambda key: default_level  # noqa: E731
         optimizer = metagrad_over_ppo(config, task.drift, sample_level, key_task)
         levels_per_step = config.metagrad.num_agents
     else:

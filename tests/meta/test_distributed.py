@@ -3,17 +3,16 @@ gives the same metrics as one process."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from discovery.cli import main
+from tests.resume import logged_records
 
 TINY = ["--set", "generations=2", "--set", "checkpoint_every=1",
         "--set", "es.population_size=4", "--set", "task.seeds=1",
@@ -29,11 +28,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for record in records:
-        record.pop("wall_time_s")
-    return records
 
 
 @pytest.mark.timeout(400)
@@ -64,7 +58,8 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     assert main(["meta-train", "configs/lpo_cartpole.yaml", "--name", "run",
                  "--runs-dir", str(tmp_path / "single"), *TINY]) == 0
     # Process 0 wrote the run; the population was scored half on each process.
-    assert _metrics(tmp_path / "process0" / "run") == _metrics(tmp_path / "single" / "run")
+    single = logged_records(tmp_path / "single" / "run")
+    assert logged_records(tmp_path / "process0" / "run") == single
     assert not (tmp_path / "process1" / "run" / "metrics.jsonl").exists()
 
 

@@ -26,6 +26,7 @@ from discovery.meta.optimizers import LoopState, es_optimizer
 from discovery.meta.plr import PLRConfig
 from discovery.pipeline import meta_train
 from discovery.tasks import DriftTaskConfig
+from tests.resume import killed_and_resumed, logged_records
 
 TINY_PPO = PPOConfig(num_envs=2, num_steps=16, total_timesteps=64, num_minibatches=2,
                      update_epochs=1)
@@ -39,20 +40,15 @@ TINY = MetaTrainConfig(
 )
 
 
-def _records(run_dir: Path):
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for record in records:
-        record.pop("wall_time_s")
-    return records
 
 
 def test_resume_equals_uninterrupted(tmp_path):
     straight = meta_train(TINY, tmp_path / "straight")
     meta_train(TINY, tmp_path / "killed", stop_after=2)
-    assert len(_records(tmp_path / "killed")) == 2
+    assert len(logged_records(tmp_path / "killed")) == 2
     resumed = meta_train(TINY, tmp_path / "killed", resume=True)
 
-    assert _records(tmp_path / "straight") == _records(tmp_path / "killed")
+    assert logged_records(tmp_path / "straight") == logged_records(tmp_path / "killed")
     jax.tree.map(
         np.testing.assert_array_equal,
         jax.tree.map(np.asarray, straight.mean_params),
@@ -62,15 +58,15 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert int(resumed.state.optimizer.generation) == TINY.generations
     # The same config in one session reuses its build (baselines, compiled programs).
     assert resumed.built is straight.built
-    assert [r["generation"] for r in _records(tmp_path / "killed")] == [0, 1, 2, 3]
+    assert [r["generation"] for r in logged_records(tmp_path / "killed")] == [0, 1, 2, 3]
 
 
 def test_resume_cuts_metrics_logged_after_the_checkpoint(tmp_path):
     config = TINY.__class__(**{**TINY.__dict__, "checkpoint_every": 2})
     meta_train(config, tmp_path / "run", stop_after=3)  # checkpoint at 2, log has 3 lines
-    assert len(_records(tmp_path / "run")) == 3
+    assert len(logged_records(tmp_path / "run")) == 3
     meta_train(config, tmp_path / "run", resume=True)
-    assert [r["generation"] for r in _records(tmp_path / "run")] == [0, 1, 2, 3]
+    assert [r["generation"] for r in logged_records(tmp_path / "run")] == [0, 1, 2, 3]
 
 
 def make_generation_step(es, fitness_fn, devices):
@@ -217,7 +213,7 @@ def test_meta_training_stops_after_generations_with_no_finite_member(tmp_path):
         run_generations(step, state, tmp_path, generations=10, checkpoint_every=5,
                         keep_checkpoints=1, failed=lambda r: r["num_nonfinite"] == 8,
                         max_failed_in_a_row=3)
-    assert len(_records(tmp_path)) == 3
+    assert len(logged_records(tmp_path)) == 3
 
 
 def test_a_diverged_ppo_baseline_is_refused_before_meta_training():
@@ -243,24 +239,11 @@ DRIFT_CURRICULA = {
 }
 
 
-def _killed_and_resumed(config: MetaTrainConfig, tmp_path: Path, stop_after: int):
-    """Run ``config`` straight, and killed after ``stop_after`` generations then resumed;
-    both must give the same log, params and curriculum state."""
-    straight = meta_train(config, tmp_path / "straight")
-    meta_train(config, tmp_path / "killed", stop_after=stop_after)
-    resumed = meta_train(config, tmp_path / "killed", resume=True)
-    assert _records(tmp_path / "straight") == _records(tmp_path / "killed")
-    jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
-    jax.tree.map(np.testing.assert_array_equal, straight.state.curriculum,
-                 resumed.state.curriculum)
-    return straight, resumed
-
-
 def test_a_drift_meta_trained_over_levels_resumes_exactly(tmp_path):
     config = replace(TINY, generations=2, task=replace(TINY.task, seeds=2),
                      curriculum=DRIFT_CURRICULA["plr"])
-    _killed_and_resumed(config, tmp_path, stop_after=1)
-    records = _records(tmp_path / "straight")
+    killed_and_resumed(config, tmp_path, stop_after=1)
+    records = logged_records(tmp_path / "straight")
     # Every generation scores its two levels (one agent per level and member), against
     # PPO-clip trained on the same levels.
     assert [r["levels_finished"] for r in records] == [2, 2]
@@ -291,8 +274,8 @@ def test_a_drift_meta_trained_by_meta_gradients_resumes_exactly_and_is_evaluated
         metagrad=MetaGradConfig(num_agents=2, num_minibatches=1, unroll=2, lr=1e-2,
                                 lifetime_min=3, lifetime_max=3),
     )
-    straight, resumed = _killed_and_resumed(config, tmp_path, stop_after=2)
-    records = _records(tmp_path / "straight")
+    straight, resumed = killed_and_resumed(config, tmp_path, stop_after=2)
+    records = logged_records(tmp_path / "straight")
     assert all(r["nonfinite_chunks"] == 0 and np.isfinite(r["grad_norm"]) for r in records)
     start = straight.built.params
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), straight.params, start)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import jax
 import numpy as np
 import pytest
 
@@ -21,6 +20,7 @@ from discovery.meta.plr import PLRConfig
 from discovery.objective import ObjectiveConfig
 from discovery.objective_training import ObjectiveMetaTrainConfig
 from discovery.pipeline import meta_train
+from tests.resume import killed_and_resumed, logged_records
 
 TINY = ObjectiveMetaTrainConfig(
     name="tiny",
@@ -39,11 +39,6 @@ TINY = ObjectiveMetaTrainConfig(
 )
 
 
-def _lines(run_dir):
-    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for record in records:
-        record.pop("wall_time_s")
-    return records
 
 
 CURRICULA = {
@@ -71,20 +66,13 @@ def test_a_killed_run_resumes_exactly(tmp_path, optimizer, curriculum):
     if curriculum != "dr" and optimizer == "metagrad":
         # Long enough for levels to finish, be scored, and be replayed.
         config = replace(config, generations=8, checkpoint_every=3)
-    straight = meta_train(config, tmp_path / "straight")
-    meta_train(config, tmp_path / "killed", stop_after=config.generations - 1)
     # The kill leaves a checkpoint behind the last logged generation; the log is cut back.
-    resumed = meta_train(config, tmp_path / "killed", resume=True)
-    jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
-    assert _lines(tmp_path / "straight") == _lines(tmp_path / "killed")
-    assert len(_lines(tmp_path / "straight")) == config.generations
+    # The curriculum's state comes back from the checkpoint, not from scratch.
+    killed_and_resumed(config, tmp_path, stop_after=config.generations - 1)
+    assert len(logged_records(tmp_path / "straight")) == config.generations
     if curriculum != "dr":
-        # The curriculum's state came back from the checkpoint, not from scratch.
-        jax.tree.map(
-            np.testing.assert_array_equal, straight.state.curriculum, resumed.state.curriculum
-        )
-        last = _lines(tmp_path / "straight")[-1]
-        assert sum(r["levels_finished"] for r in _lines(tmp_path / "straight")) > 0
+        last = logged_records(tmp_path / "straight")[-1]
+        assert sum(r["levels_finished"] for r in logged_records(tmp_path / "straight")) > 0
         if curriculum == "plr":
             assert last["curriculum_fill"] > 0
             assert np.isfinite(last["curriculum_score_mean"])
@@ -154,7 +142,7 @@ def test_discover_meta_train_runs_an_objective_config(tmp_path):
         assert len(evaluation[name]["per_seed"][0]) == 2
     for name in ("objective_params.msgpack", "meta_training.png", "config.yaml"):
         assert (run_dir / name).exists()
-    assert len(_lines(run_dir)) == 2
+    assert len(logged_records(run_dir)) == 2
 
 
 def test_bad_component_and_objective_fields_are_named(tmp_path, capsys):
