@@ -124,14 +124,13 @@ class A2CState:
     """Everything an A2C agent carries between updates.
 
     ``env_state`` and ``obs`` (``[num_envs, obs_dim]``) are those of the running
-    episodes; ``key`` is consumed by the next update; ``update_idx`` counts updates.
+    episodes; ``update_idx`` counts updates. Keys are passed in, never stored.
     """
 
     params: Any
     opt_state: Any
     env_state: Any
     obs: jax.Array
-    key: jax.Array
     update_idx: jax.Array
 
 
@@ -168,8 +167,8 @@ class A2C(NamedTuple):
     """The functions :func:`make_a2c` builds; all are pure, jittable and vmappable.
 
     - ``init(key, env_params=None) -> A2CState``
-    - ``update(state, env_params=None, hparams=None) -> (A2CState, metrics)``: one
-      rollout and one gradient step; ``metrics`` are scalars.
+    - ``update(state, key, env_params=None, hparams=None) -> (A2CState, metrics)``:
+      one rollout (drawn with ``key``) and one gradient step; ``metrics`` are scalars.
     - ``train(key, env_params=None, hparams=None, lifetime=None) -> (A2CState, metrics)``:
       ``config.num_updates`` updates under ``lax.scan``; metrics ``[num_updates]``.
     - ``loss(params, traj, advantage, target, hparams) -> (loss, aux)``: the A2C loss
@@ -239,7 +238,7 @@ def make_a2c(config: A2CConfig, env: Any, env_params: Any) -> A2C:
 
     def init(key: jax.Array, env_params: Any = None) -> A2CState:
         env_params = default_env_params if env_params is None else env_params
-        key, key_reset, key_init = jax.random.split(key, 3)
+        key_reset, key_init = jax.random.split(key)
         obs, env_state = vec_env.reset(key_reset, env_params)
         params = network.init(key_init, obs)
         opt_state = make_optimizer(config, config.hyperparams()).init(params)
@@ -248,7 +247,6 @@ def make_a2c(config: A2CConfig, env: Any, env_params: Any) -> A2C:
             opt_state=opt_state,
             env_state=env_state,
             obs=obs,
-            key=key,
             update_idx=jnp.int32(0),
         )
 
@@ -283,12 +281,14 @@ def make_a2c(config: A2CConfig, env: Any, env_params: Any) -> A2C:
         return state.replace(env_state=env_state, obs=obs), traj, episode[:3]
 
     def update(
-        state: A2CState, env_params: Any = None, hparams: A2CHyperparams | None = None
+        state: A2CState,
+        key: jax.Array,
+        env_params: Any = None,
+        hparams: A2CHyperparams | None = None,
     ) -> tuple[A2CState, Metrics]:
         env_params = default_env_params if env_params is None else env_params
         hp = config.hyperparams() if hparams is None else hparams
-        key, key_rollout = jax.random.split(state.key)
-        state, traj, (ended, ep_returns, ep_lengths) = rollout(state, key_rollout, env_params)
+        state, traj, (ended, ep_returns, ep_lengths) = rollout(state, key, env_params)
         advantage, target = critic_gae(network, state.params, traj, hp.gamma, hp.gae_lambda)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
         traj, advantage, target = jax.tree.map(flat, (traj, advantage, target))
@@ -309,7 +309,6 @@ def make_a2c(config: A2CConfig, env: Any, env_params: Any) -> A2C:
         state = state.replace(
             params=optax.apply_updates(state.params, updates),
             opt_state=opt_state,
-            key=key,
             update_idx=state.update_idx + 1,
         )
         return state, metrics
@@ -323,8 +322,8 @@ def make_a2c(config: A2CConfig, env: Any, env_params: Any) -> A2C:
         env_params = default_env_params if env_params is None else env_params
         hp = config.hyperparams() if hparams is None else hparams
 
-        def step(state: A2CState, _: None) -> tuple[A2CState, Metrics]:
-            new_state, metrics = update(state, env_params, hp)
+        def step(state: A2CState, key: jax.Array) -> tuple[A2CState, Metrics]:
+            new_state, metrics = update(state, key, env_params, hp)
             if lifetime is None:
                 return new_state, metrics
             active = state.update_idx < lifetime
@@ -335,7 +334,9 @@ def make_a2c(config: A2CConfig, env: Any, env_params: Any) -> A2C:
             }
             return new_state, metrics
 
-        return jax.lax.scan(step, init(key, env_params), None, length=config.num_updates)
+        key_init, key_updates = jax.random.split(key)
+        update_keys = jax.random.split(key_updates, config.num_updates)
+        return jax.lax.scan(step, init(key_init, env_params), update_keys)
 
     return A2C(init=init, update=update, train=train, loss=loss, network=network)
 

@@ -207,7 +207,6 @@ class LPGAgentState:
     env_params: Any
     update_idx: jax.Array
     lifetime: jax.Array
-    key: jax.Array
 
     @property
     def progress(self) -> jax.Array:
@@ -221,14 +220,16 @@ class LPGAgent:
 
     Attributes:
       init: ``init(key, env_params, lifetime) -> LPGAgentState``.
-      rollout: ``rollout(state) -> (state, Experience)``: act with the current policy.
+      rollout: ``rollout(state, key) -> (state, Experience)``: act with the current policy.
       targets: ``targets(objective_params, params, experience, state) -> ObjectiveTargets``
         with leading shape ``[T, N]``.
-      update: ``update(objective_params, state, experience) -> (state, metrics)``: one
-        gradient step on the learned objective's targets (differentiable in
-        ``objective_params``); ``metrics["targets"]`` holds those targets.
-      step: ``step(objective_params, state) -> (state, experience, metrics)``: rollout
-        then update.
+      update: ``update(objective_params, state, experience, key=None) -> (state,
+        metrics)``: one gradient step on the learned objective's targets
+        (differentiable in ``objective_params``; deterministic, so ``key`` is unused and
+        taken only for the :class:`~discovery.meta.metagrad.Learner` protocol);
+        ``metrics["targets"]`` holds those targets.
+      step: ``step(objective_params, state, key) -> (state, experience, metrics)``:
+        rollout then update.
       train: ``train(key, objective_params, env_params, lifetime, num_updates) ->
         (state, metrics [num_updates])``: a whole lifetime; updates after ``lifetime``
         are skipped (so lifetimes can differ under one ``vmap``).
@@ -336,7 +337,7 @@ def make_lpg_agent(
         return jnp.mean(distributions.categorical_entropy(prediction_logits(params, obs)))
 
     def init(key: jax.Array, env_params: Any, lifetime: jax.Array) -> LPGAgentState:
-        key, key_reset, key_policy, key_critic = jax.random.split(key, 4)
+        key_reset, key_policy, key_critic = jax.random.split(key, 3)
         obs, env_state = vec_env.reset(key_reset, env_params)
         params = policy_net.init(key_policy, obs)
         critic_params = critic_net.init(key_critic, obs)
@@ -350,10 +351,9 @@ def make_lpg_agent(
             env_params=env_params,
             update_idx=jnp.int32(0),
             lifetime=jnp.asarray(lifetime, jnp.int32),
-            key=key,
         )
 
-    def rollout(state: LPGAgentState) -> tuple[LPGAgentState, Experience]:
+    def rollout(state: LPGAgentState, key: jax.Array) -> tuple[LPGAgentState, Experience]:
         params = jax.lax.stop_gradient(state.params)
 
         def env_step(carry, step_key):
@@ -377,12 +377,11 @@ def make_lpg_agent(
             )
             return (env_state, next_obs), experience
 
-        key, key_steps = jax.random.split(state.key)
-        keys = jax.random.split(key_steps, config.rollout_len)
+        keys = jax.random.split(key, config.rollout_len)
         (env_state, obs), experience = jax.lax.scan(
             env_step, (state.env_state, state.obs), keys
         )
-        return state.replace(env_state=env_state, obs=obs, key=key), experience
+        return state.replace(env_state=env_state, obs=obs), experience
 
     def targets(
         objective_params: Any, params: Any, experience: Experience, state: LPGAgentState
@@ -419,7 +418,10 @@ def make_lpg_agent(
         return loss, aux
 
     def update(
-        objective_params: Any, state: LPGAgentState, experience: Experience
+        objective_params: Any,
+        state: LPGAgentState,
+        experience: Experience,
+        key: jax.Array | None = None,
     ) -> tuple[LPGAgentState, Metrics]:
         target = targets(objective_params, state.params, experience, state)
         grads, aux = jax.grad(agent_loss, has_aux=True)(state.params, experience, target)
@@ -441,8 +443,8 @@ def make_lpg_agent(
         )
         return new_state, metrics | {"targets": target}
 
-    def step(objective_params: Any, state: LPGAgentState):
-        state, experience = rollout(state)
+    def step(objective_params: Any, state: LPGAgentState, key: jax.Array):
+        state, experience = rollout(state, key)
         state, metrics = update(objective_params, state, experience)
         return state, experience, metrics
 
@@ -464,17 +466,18 @@ def make_lpg_agent(
         lifetime: jax.Array,
         num_updates: int,
     ) -> tuple[LPGAgentState, Metrics]:
-        state = init(key, env_params, lifetime)
+        key_init, key_updates = jax.random.split(key)
+        state = init(key_init, env_params, lifetime)
 
-        def one_update(state: LPGAgentState, _):
-            new_state, _, metrics = step(objective_params, state)
+        def one_update(state: LPGAgentState, key: jax.Array):
+            new_state, _, metrics = step(objective_params, state, key)
             metrics.pop("targets")
             alive = state.update_idx < state.lifetime
             state = jax.tree.map(lambda new, old: jnp.where(alive, new, old), new_state, state)
             metrics["alive"] = alive
             return state, metrics
 
-        return jax.lax.scan(one_update, state, None, length=num_updates)
+        return jax.lax.scan(one_update, state, jax.random.split(key_updates, num_updates))
 
     return LPGAgent(
         config=config,

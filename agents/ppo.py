@@ -4,8 +4,9 @@ Each update maximises ``E[r A] - E[D(r, A)]`` over minibatches (Kuba et al., 202
 Lu et al., 2022), with ``A`` normalised per minibatch before the drift sees it, plus
 the usual clipped value loss and entropy bonus. With ``D = ppo_clip_drift`` this is
 PPO (Schulman et al., 2017). ``make_train`` closes over everything that fixes a shape
-or a loop length; ``train(key, drift_params, hparams, env_params)`` takes everything
-one may vmap over (seeds, drift params, hyperparameters, environment physics).
+or a loop length; ``train(key, drift_params, env_params, hparams)`` takes everything
+one may vmap over (seeds, drift params, environment physics, hyperparameters), in the
+order every agent's ``train`` takes them.
 
 One module (~460 lines): PPO's config, rollout, Mirror Learning update, training
 loop and final evaluation.
@@ -258,7 +259,7 @@ def make_train(
     drift: Callable[..., jax.Array],
     on_update: Callable[[jax.Array], None] | None = None,
 ) -> Callable[..., tuple[PPOState, Metrics]]:
-    """Build ``train(key, drift_params, hparams=None, env_params=None) -> (state, metrics)``.
+    """Build ``train(key, drift_params, env_params=None, hparams=None) -> (state, metrics)``.
 
     ``drift(params, ratio, advantage, progress) -> drift`` is any valid drift
     (``discovery.drift``). ``metrics`` are per update, each of shape ``[num_updates]``:
@@ -284,8 +285,8 @@ def make_train(
     def train(
         key: jax.Array,
         drift_params: Any,
-        hparams: PPOHyperparams | None = None,
         env_params: Any = None,
+        hparams: PPOHyperparams | None = None,
     ) -> tuple[PPOState, Metrics]:
         hp = config.hyperparams() if hparams is None else hparams
         env_params = default_env_params if env_params is None else env_params

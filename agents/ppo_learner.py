@@ -63,7 +63,7 @@ class PPOExperience:
 
 @struct.dataclass
 class PPOLearnerState:
-    """One PPO agent: params, optimiser, envs, level, lifetime, and its key."""
+    """One PPO agent: params, optimiser, envs, level and lifetime (keys are passed in)."""
 
     params: Any
     opt_state: Any
@@ -72,7 +72,6 @@ class PPOLearnerState:
     env_params: Any
     update_idx: jax.Array
     lifetime: jax.Array
-    key: jax.Array
 
     @property
     def critic_params(self) -> Any:
@@ -91,10 +90,11 @@ class PPOLearner:
 
     Attributes:
       init: ``init(key, env_params, lifetime) -> PPOLearnerState``.
-      rollout: ``rollout(state) -> (state, PPOExperience)``: act with the current policy
-        (no gradient flows into the sampled actions).
-      update: ``update(drift_params, state, experience) -> (state, metrics)``: one PPO
-        update (``update_epochs`` x ``num_minibatches`` Adam steps) on the rollout,
+      rollout: ``rollout(state, key) -> (state, PPOExperience)``: act with the current
+        policy (no gradient flows into the sampled actions).
+      update: ``update(drift_params, state, experience, key) -> (state, metrics)``: one
+        PPO update (``update_epochs`` x ``num_minibatches`` Adam steps, minibatches
+        shuffled by ``key``) on the rollout,
         differentiable in ``drift_params`` (also through the acting policy's
         log-probs and values, which PPO's ratio and value clipping read).
       critic_update: ``critic_update(state, experience, target) -> (state, loss)``: PPO
@@ -133,7 +133,7 @@ def make_ppo_learner(
         return make_optimizer(config, hp, lifetime.astype(jnp.float32), eps_root=ADAM_EPS_ROOT)
 
     def init(key: jax.Array, env_params: Any, lifetime: jax.Array) -> PPOLearnerState:
-        key, key_reset, key_init = jax.random.split(key, 3)
+        key_reset, key_init = jax.random.split(key)
         obs, env_state = vec_env.reset(key_reset, env_params)
         params = network.init(key_init, obs)
         lifetime = jnp.asarray(lifetime, jnp.int32)
@@ -145,14 +145,12 @@ def make_ppo_learner(
             env_params=env_params,
             update_idx=jnp.int32(0),
             lifetime=lifetime,
-            key=key,
         )
 
-    def rollout(state: PPOLearnerState) -> tuple[PPOLearnerState, PPOExperience]:
-        key, key_steps = jax.random.split(state.key)
+    def rollout(state: PPOLearnerState, key: jax.Array) -> tuple[PPOLearnerState, PPOExperience]:
         params = jax.lax.stop_gradient(state.params)
         (env_state, obs), (traj, (ended, returns, _, _)) = act(
-            params, state.env_state, state.obs, key_steps, state.env_params, hp.reward_scale
+            params, state.env_state, state.obs, key, state.env_params, hp.reward_scale
         )
         experience = PPOExperience(
             obs=traj.obs,
@@ -164,12 +162,11 @@ def make_ppo_learner(
             episode_end=ended,
             episode_return=jnp.where(ended, returns, 0.0),
         )
-        return state.replace(env_state=env_state, obs=obs, key=key), experience
+        return state.replace(env_state=env_state, obs=obs), experience
 
     def update(
-        drift_params: Any, state: PPOLearnerState, experience: PPOExperience
+        drift_params: Any, state: PPOLearnerState, experience: PPOExperience, key: jax.Array
     ) -> tuple[PPOLearnerState, Metrics]:
-        key, key_epochs = jax.random.split(state.key)
         # The acting policy's log-probs and values, from the params the update starts
         # from: the numbers the rollout saw, but differentiable in the drift's params
         # through the earlier updates (the sampled actions are not).
@@ -189,7 +186,7 @@ def make_ppo_learner(
             state.opt_state,
             optimizer(state.lifetime),
             traj,
-            key_epochs,
+            key,
             drift_params,
             state.progress,
             hp,
@@ -199,7 +196,7 @@ def make_ppo_learner(
         metrics |= episode_metrics(experience.episode_end, returns)
         metrics["reward_per_step"] = jnp.mean(experience.reward) / hp.reward_scale
         new_state = state.replace(
-            params=params, opt_state=opt_state, update_idx=state.update_idx + 1, key=key
+            params=params, opt_state=opt_state, update_idx=state.update_idx + 1
         )
         return new_state, metrics
 
@@ -229,8 +226,9 @@ def make_ppo_learner(
 
 class Antagonist(NamedTuple):
     """A hand-designed agent trained beside each learner on its level:
-    ``init(key, env_params) -> state`` and ``update(state, env_params) -> (state,
-    metrics)`` with ``metrics["reward_per_step"]``; ``state.update_idx`` counts updates."""
+    ``init(key, env_params) -> state`` and ``update(state, key, env_params) -> (state,
+    metrics)`` with ``metrics["reward_per_step"]``; ``state.update_idx`` counts updates
+    (A2C's ``init`` and ``update`` have this shape)."""
 
     init: Callable[..., Any]
     update: Callable[..., tuple[Any, Metrics]]
@@ -243,8 +241,11 @@ def as_antagonist(learner: PPOLearner, drift_params: Any, lifetime: int) -> Anta
     def init(key: jax.Array, env_params: Any) -> PPOLearnerState:
         return learner.init(key, env_params, lifetime)
 
-    def update(state: PPOLearnerState, env_params: Any) -> tuple[PPOLearnerState, Metrics]:
-        state, experience = learner.rollout(state.replace(env_params=env_params))
-        return learner.update(drift_params, state, experience)
+    def update(
+        state: PPOLearnerState, key: jax.Array, env_params: Any
+    ) -> tuple[PPOLearnerState, Metrics]:
+        key_rollout, key_update = jax.random.split(key)
+        state, experience = learner.rollout(state.replace(env_params=env_params), key_rollout)
+        return learner.update(drift_params, state, experience, key_update)
 
     return Antagonist(init=init, update=update)

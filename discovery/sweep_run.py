@@ -37,7 +37,7 @@ def _run_train_group(
     train = make_train(config.ppo, env, env_params, drift)
 
     def train_one(key: jax.Array, drift_params: Any, hparams: PPOHyperparams) -> Any:
-        state, metrics = train(key, drift_params, hparams)
+        state, metrics = train(key, drift_params, hparams=hparams)
         return metrics, diverged(state, metrics)
 
     def train_cell(keys: jax.Array, drift_params: Any, hparams: PPOHyperparams) -> Any:

@@ -131,7 +131,7 @@ def make_agent_score(
 
     def score(key, drift_params, hparams, level=None):
         key_train, key_eval = jax.random.split(key)
-        state, metrics = train(key_train, drift_params, hparams, level)
+        state, metrics = train(key_train, drift_params, level, hparams)
         if evaluate is None:
             value = final_return(metrics["latest_return"], config.final_fraction)
         else:

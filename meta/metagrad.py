@@ -72,9 +72,10 @@ class Learner(Protocol):
 
     ``init(key, env_params, lifetime)`` makes an agent on a level, whose state has
     ``params``, ``critic_params``, ``env_params``, ``update_idx``, ``lifetime`` and
-    ``progress``; ``rollout(state) -> (state, experience)`` acts without gradient;
-    ``update(component_params, state, experience) -> (state, metrics)`` is one update,
-    differentiable in the component's params (``metrics``: ``reward_per_step``,
+    ``progress`` (and no key: keys are passed in); ``rollout(state, key) -> (state,
+    experience)`` acts without gradient; ``update(component_params, state, experience,
+    key) -> (state, metrics)`` is one update, differentiable in the component's params
+    (``metrics``: ``reward_per_step``,
     ``episodes``, ``episode_return``, and for a learned objective its ``targets``,
     whose size is penalised); ``critic_update(state, experience, target) -> (state,
     loss)``; ``log_prob_and_entropy(params, obs, action)``, ``prediction_entropy(params,
@@ -207,24 +208,29 @@ class MetaGradient:
     Attributes:
       init: ``init(key, objective_params) -> MetaGradState``; agents start at
         staggered points of their first lifetime.
-      loss: ``loss(objective_params, agents) -> (meta_loss, (agents, fresh, metrics))``:
-        the mean meta-loss of a batch of agents (differentiable in the params), the
-        agents after the unroll, the fresh rollout that scored them, and per-agent
-        metrics.
+      loss: ``loss(objective_params, agents, keys) -> (meta_loss, (agents, fresh,
+        metrics))``: the mean meta-loss of a batch of agents, one key each
+        (differentiable in the params), the agents after the unroll, the fresh rollout
+        that scored them, and per-agent metrics.
       step: ``step(state) -> (state, metrics)``: one meta-update (jittable); agents
         that restart get levels from ``sample_level``.
       step_with_levels: ``step_with_levels(state, levels [A], slots [A]) -> (state,
         metrics, FinishedLevels)``: the same, with agent ``i`` moving to ``levels[i]``
         if it restarts, for curricula.
+      agent_keys: ``agent_keys(state) -> [A] keys``: the keys the next step's unroll
+        gives the agents (``step``'s gradient is ``grad(loss)(params, agents, keys)``).
     """
 
     config: MetaGradConfig
     init: Callable[..., MetaGradState]
-    loss: Callable[[Any, AgentState], tuple[jax.Array, tuple[AgentState, Any, Metrics]]]
+    loss: Callable[
+        [Any, AgentState, jax.Array], tuple[jax.Array, tuple[AgentState, Any, Metrics]]
+    ]
     step: Callable[[MetaGradState], tuple[MetaGradState, Metrics]]
     step_with_levels: Callable[
         [MetaGradState, Any, jax.Array], tuple[MetaGradState, Metrics, FinishedLevels]
     ]
+    agent_keys: Callable[[MetaGradState], jax.Array]
 
 
 def make_metagrad(
@@ -236,7 +242,7 @@ def make_metagrad(
     """Meta-gradient training of the component that drives ``agent`` (a :class:`Learner`)
     on levels from ``sample_level(key)``.
 
-    With an ``antagonist`` (``init(key, env_params)``, ``update(state, env_params)``: A2C
+    With an ``antagonist`` (``init(key, env_params)``, ``update(state, key, env_params)``: A2C
     or PPO-clip built for the same env), each agent has a hand-designed agent training
     beside it on its level, for the algorithmic-regret score of the level.
     """
@@ -326,15 +332,21 @@ def make_metagrad(
             jnp.sum(targets.y_hat**2, axis=-1)
         )
 
-    def agent_meta_loss(objective_params: Any, state: AgentState):
+    def agent_meta_loss(objective_params: Any, state: AgentState, key: jax.Array):
         """Unroll K updates of one agent, then score it (see the module docstring)."""
         first_update = state.update_idx
+        # Rollout k's key depends on k alone, not on K: the k-step estimator's fresh
+        # rollout is then the mixed estimator's k-th term's, as the estimators' equality
+        # needs.
+        key_rollouts, key_updates = jax.random.split(key)
 
         def unrolled_update(carry, index):
             state = carry
-            state, experience = agent.rollout(state)
+            key_rollout = jax.random.fold_in(key_rollouts, index)
+            key_update = jax.random.fold_in(key_updates, index)
+            state, experience = agent.rollout(state, key_rollout)
             fresh_loss, _ = actor_critic_loss(state.params, state.critic_params, experience)
-            state, metrics = agent.update(objective_params, state, experience)
+            state, metrics = agent.update(objective_params, state, experience, key_update)
             regulariser = output_penalty(metrics.pop("targets", None))
             # The rollout of update k is fresh for the agent after k updates (k >= 1).
             mixed_term = jnp.where(index > 0, fresh_loss, 0.0)
@@ -344,7 +356,7 @@ def make_metagrad(
         state, (mixed_terms, regularisers, best_returns, metrics) = jax.lax.scan(
             unrolled_update, state, jnp.arange(config.unroll)
         )
-        state, fresh = agent.rollout(state)
+        state, fresh = agent.rollout(state, jax.random.fold_in(key_rollouts, config.unroll))
         final_loss, aux = actor_critic_loss(state.params, state.critic_params, fresh)
         if config.estimator == "mixed":
             # The k-step loss carries the regulariser of its first k updates.
@@ -366,16 +378,16 @@ def make_metagrad(
         }
         return loss, (state, fresh, metrics | {"level_terms": level_terms})
 
-    def loss(objective_params: Any, agents: AgentState):
-        losses, (agents, fresh, metrics) = jax.vmap(agent_meta_loss, in_axes=(None, 0))(
-            objective_params, agents
+    def loss(objective_params: Any, agents: AgentState, keys: jax.Array):
+        losses, (agents, fresh, metrics) = jax.vmap(agent_meta_loss, in_axes=(None, 0, 0))(
+            objective_params, agents, keys
         )
         return jnp.mean(losses), (agents, fresh, metrics)
 
     grad_fn = jax.grad(loss, has_aux=True)
 
-    def chunk_gradient(objective_params: Any, agents: AgentState):
-        grads, (agents, fresh, metrics) = grad_fn(objective_params, agents)
+    def chunk_gradient(objective_params: Any, agents: AgentState, keys: jax.Array):
+        grads, (agents, fresh, metrics) = grad_fn(objective_params, agents, keys)
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
         return grads, finite, agents, fresh, metrics
@@ -403,13 +415,18 @@ def make_metagrad(
             best_return=best,
         )
 
-    def train_antagonists(antagonists: Any, records: LevelRecord, agents: AgentState):
+    def train_antagonists(
+        antagonists: Any, records: LevelRecord, agents: AgentState, key: jax.Array
+    ):
         """``K`` updates of every antagonist on its agent's level, recorded in the window."""
 
-        def one_update(carry, _):
+        def one_update(carry, key):
             antagonists, records = carry
             update_idx = antagonists.update_idx
-            antagonists, metrics = jax.vmap(antagonist.update)(antagonists, agents.env_params)
+            keys = jax.random.split(key, config.num_agents)
+            antagonists, metrics = jax.vmap(antagonist.update)(
+                antagonists, keys, agents.env_params
+            )
             window = in_window(update_idx, agents.lifetime)
             records = records.replace(
                 antagonist_reward_sum=records.antagonist_reward_sum
@@ -419,7 +436,7 @@ def make_metagrad(
             return (antagonists, records), None
 
         (antagonists, records), _ = jax.lax.scan(
-            one_update, (antagonists, records), None, length=config.unroll
+            one_update, (antagonists, records), jax.random.split(key, config.unroll)
         )
         return antagonists, records
 
@@ -437,16 +454,27 @@ def make_metagrad(
             "max_mc": mean(records.max_mc_sum, records.max_mc_updates),
         }
 
+    def step_keys(key: jax.Array) -> tuple[jax.Array, ...]:
+        """A step's keys: the next state's, the restarts', the antagonists' inits', one
+        per agent for the unroll, and the antagonists' updates'."""
+        key, key_reset, key_antagonists, key_unroll, key_antagonist_updates = jax.random.split(
+            key, 5
+        )
+        unroll_keys = jax.random.split(key_unroll, config.num_agents)
+        return key, key_reset, key_antagonists, unroll_keys, key_antagonist_updates
+
     def step_with_levels(
         state: MetaGradState, next_levels: Any, next_slots: jax.Array
     ) -> tuple[MetaGradState, Metrics, FinishedLevels]:
-        key, key_reset, key_antagonists = jax.random.split(state.key, 3)
+        key, key_reset, key_antagonists, agent_keys, key_antagonist_updates = step_keys(
+            state.key
+        )
         to_chunks = lambda x: x.reshape((config.num_minibatches, chunk) + x.shape[1:])
-        chunks = jax.tree.map(to_chunks, (state.agents, state.records))
+        chunks = jax.tree.map(to_chunks, (state.agents, state.records, agent_keys))
 
         def per_chunk(carry, chunk_state):
-            agents, records = chunk_state
-            grads, finite, agents, fresh, metrics = chunk_gradient(state.params, agents)
+            agents, records, keys = chunk_state
+            grads, finite, agents, fresh, metrics = chunk_gradient(state.params, agents, keys)
             total, count = carry
             total = jax.tree.map(jnp.add, total, grads)
             # Train the critics here, so only one chunk's fresh rollouts are ever held.
@@ -475,7 +503,9 @@ def make_metagrad(
         agents, records = jax.tree.map(from_chunks, (agents, records))
         antagonists = state.antagonists
         if antagonists is not None:
-            antagonists, records = train_antagonists(antagonists, records, agents)
+            antagonists, records = train_antagonists(
+                antagonists, records, agents, key_antagonist_updates
+            )
 
         # Agents whose lifetime is over (or whose params broke) start again elsewhere.
         params_finite = jax.vmap(
@@ -538,7 +568,12 @@ def make_metagrad(
         return state, metrics
 
     return MetaGradient(
-        config=config, init=init, loss=loss, step=step, step_with_levels=step_with_levels
+        config=config,
+        init=init,
+        loss=loss,
+        step=step,
+        step_with_levels=step_with_levels,
+        agent_keys=lambda state: step_keys(state.key)[3],
     )
 
 

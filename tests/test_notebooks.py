@@ -5,6 +5,11 @@ by nbclient, with the ``python3`` kernel, which jupyter_client starts with this
 interpreter (the venv's); any cell error fails the test. As papermill does, a cell that
 sets smaller values is injected after the ``parameters`` cell: every code path runs, at
 sizes that keep the suite short (the notebooks' own CPU values run for minutes each).
+The notebooks run one after another in one kernel, as a Colab user runs them in one
+runtime: each starts from an empty namespace (``%reset -f``) in its own folder, so a
+notebook that forgets an import or a name still fails, while the interpreter, its
+imports and its compiled programs stay warm (this saves a kernel start, the package's
+import and the eager-op compiles per notebook).
 The structure checks are fast:
 a markdown title, the Colab install + accelerator-detection cell, a cell tagged
 ``parameters`` with GPU values in comments, and no stored outputs.
@@ -63,6 +68,31 @@ def _client(notebook, folder: Path, timeout: int = 300):
     return nbclient.NotebookClient(
         notebook, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(folder)}}
     )
+
+
+@pytest.fixture(scope="module")
+def warm_kernel(tmp_path_factory: pytest.TempPathFactory):
+    """One running kernel for every notebook of this module (see the module docstring)."""
+    starter = _client(nbformat.v4.new_notebook(), tmp_path_factory.mktemp("kernel"))
+    starter.execute(cleanup_kc=False)
+    yield starter.km
+    starter._cleanup_kernel()
+
+
+def _start_afresh(notebook, folder: Path, zoo: Path) -> None:
+    """Prepend a cell that empties the namespace and moves into ``folder`` (where the
+    notebook's ``runs/`` land) with the user's zoo kept out, so that ``zoo:NAME``
+    resolves to the entries shipped with the package."""
+    source = "\n".join([
+        "%reset -f",
+        "import os",
+        f"os.chdir({str(folder)!r})",
+        f"os.environ['DISCOVERY_ZOO'] = {str(zoo)!r}",
+        "del os",
+    ])
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = ["injected-fresh-start"]
+    notebook.cells.insert(0, cell)
 
 
 def _inject_test_parameters(notebook, values: dict) -> None:
@@ -134,16 +164,15 @@ def test_kernel_is_this_python(tmp_path: Path):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # The kernel inherits this environment: keep the user's zoo out, so that "zoo:NAME"
-    # resolves to the entries shipped with the package.
-    monkeypatch.setenv("DISCOVERY_ZOO", str(tmp_path / "zoo"))
+def test_notebook_runs(path: Path, tmp_path: Path, warm_kernel):
     copy = tmp_path / path.name
     shutil.copyfile(path, copy)
     notebook = _read(copy)
     _inject_test_parameters(notebook, TEST_PARAMETERS[path.stem])
+    _start_afresh(notebook, tmp_path, tmp_path / "zoo")
     try:
-        _client(notebook, tmp_path).execute()
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name=KERNEL,
+                                km=warm_kernel).execute()
     except nbclient.exceptions.CellExecutionError as error:
         pytest.fail(f"{path.name} failed:\n{error}", pytrace=False)
     finally:

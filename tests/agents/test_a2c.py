@@ -10,6 +10,7 @@ import pytest
 from discovery import envs
 from discovery.agents.a2c import A2CConfig, final_return, make_a2c
 from discovery.agents.rollout import Transition
+from tests.agents.no_keys import assert_no_keys
 
 # Catch episodes last exactly 9 steps (the ball falls 9 rows); rollouts of 5 steps make
 # the first update end no episode and the second end one per env.
@@ -130,11 +131,15 @@ def test_no_retrace_across_keys_hyperparams_and_levels(tiny, catch):
 
 def test_update_matches_train_step_by_step(tiny, tiny_run):
     a2c, _ = tiny
-    state = a2c.init(jax.random.key(0))
+    # train(key) draws its init and per-update keys from key as below.
+    key_init, key_updates = jax.random.split(jax.random.key(0))
+    keys = iter(jax.random.split(key_updates, TINY.num_updates))
+    state = a2c.init(key_init)
+    assert_no_keys(state)
     update = jax.jit(a2c.update)
     returns = []
     for _ in range(TINY.num_updates):
-        state, metrics = update(state)
+        state, metrics = update(state, next(keys))
         returns.append(metrics["actor_loss"])
     final_state, train_metrics = tiny_run
     np.testing.assert_allclose(returns, train_metrics["actor_loss"], rtol=1e-5)
@@ -225,15 +230,22 @@ def test_catch_learned_on_every_seed(catch):
 
 
 @pytest.mark.slow
-def test_default_tabular_a2c_solves_sparse_gridworld_on_every_seed():
-    # LPG's sparse level: +1 and -1 objects, both terminal, 50 steps. The optimal return
-    # is 1; the uniform random policy rarely reaches either object within 50 steps.
+def test_default_tabular_a2c_solves_sparse_gridworld_on_most_seeds():
+    """LPG's sparse level: +1 and -1 objects, both terminal, 50 steps. The optimal return
+    is 1; the uniform random policy rarely reaches either object within 50 steps.
+
+    Not every seed solves it: some never find the +1 object and stay at 0. Measured over
+    48 seeds (key(0), key(1), key(2) split 16 ways), 43 solved with keys passed in and 42
+    with the keys the agent used to keep in its state, so "all of 4 seeds" held with
+    probability ~0.6 and broke when the key streams changed. At a solve rate of 0.875,
+    9 or fewer of 16 seeds solving has probability 0.002; an agent that does not learn
+    solves none."""
     env, env_params = envs.make("gridworld/sparse")
     a2c = make_a2c(A2CConfig(), env, env_params)
-    keys = jax.random.split(jax.random.key(0), 4)
+    keys = jax.random.split(jax.random.key(0), 16)
     _, metrics = jax.jit(jax.vmap(a2c.train))(keys)
     returns = np.asarray(metrics["episode_return"])
     early = np.nanmean(returns[:, :10], axis=1)
     final = np.asarray(final_return(returns, 0.1))
     assert np.all(early < 0.1), early
-    assert np.all(final > 0.9), final
+    assert np.sum(final > 0.9) > 9, final

@@ -21,6 +21,7 @@ from discovery.agents.lpg_agent import (
     sample_lifetime,
 )
 from discovery.envs.gridworld import GridWorld, Layout
+from tests.agents.no_keys import assert_no_keys
 
 M = 4
 # A corridor: the agent starts on the left; the object on the right pays 1 and ends the
@@ -84,19 +85,20 @@ def corridor():
 def test_rollout_shapes_and_uniform_policy_at_birth(corridor):
     env, params, agent = corridor
     state = agent.init(jax.random.key(0), params, 50)
-    state2, experience = jax.jit(agent.rollout)(state)
+    state2, experience = jax.jit(agent.rollout)(state, jax.random.key(1))
     assert experience.obs.shape == (10, 8, env.observation_size())
     assert experience.action.shape == experience.reward.shape == (10, 8)
     logits = agent.policy_logits(state.params, experience.obs)
     np.testing.assert_allclose(jax.nn.softmax(logits), 0.2, rtol=1e-6)
     assert int(state2.update_idx) == 0  # acting is not learning
-    assert not np.array_equal(jax.random.key_data(state2.key), jax.random.key_data(state.key))
+    assert not np.array_equal(state2.obs, state.obs)  # ...but it moves the envs on
+    assert_no_keys(state2)
 
 
 def test_update_reinforces_rewarded_actions_and_is_differentiable_in_the_objective(corridor):
     _, params, agent = corridor
     state = agent.init(jax.random.key(1), params, 50)
-    state, experience = agent.rollout(state)
+    state, experience = agent.rollout(state, jax.random.key(2))
     assert float(experience.reward.sum()) > 0, "the fixed key must give a rewarded step"
     new_state, metrics = jax.jit(agent.update)({"scale": jnp.float32(1.0)}, state, experience)
     rewarded = np.asarray(experience.reward) > 0
@@ -133,7 +135,7 @@ def test_policy_and_prediction_are_clipped_and_stepped_separately():
     config = LPGAgentConfig(num_envs=8, rollout_len=10, lr=40.0, prediction_lr=3.0)
     agent = make_lpg_agent(config, env, level, PeakedObjective())
     state = agent.init(jax.random.key(1), level, 50)
-    state, experience = agent.rollout(state)
+    state, experience = agent.rollout(state, jax.random.key(2))
     objective_params = {"scale": jnp.float32(1e4)}  # a large policy gradient
     new_state, metrics = jax.jit(agent.update)(objective_params, state, experience)
     target = metrics["targets"]

@@ -122,7 +122,7 @@ def test_no_retrace_across_keys_params_and_hyperparams(tiny_cartpole):
     for seed in range(3):
         params = jax.tree.map(lambda x: x * 1.1, params)
         hparams = hparams.replace(lr=hparams.lr * 2.0)
-        jax.block_until_ready(train(jax.random.key(seed), params, hparams))
+        jax.block_until_ready(train(jax.random.key(seed), params, hparams=hparams))
 
 
 def test_hyperparams_are_traced_and_used(tiny_cartpole):
@@ -131,12 +131,13 @@ def test_hyperparams_are_traced_and_used(tiny_cartpole):
     train = jax.jit(make_train(TINY, env, env_params, drift))
     params = drift.init(jax.random.key(0))
     frozen = TINY.hyperparams().replace(lr=jnp.float32(0.0))
-    state0, _ = train(jax.random.key(3), params, frozen)
-    state1, _ = train(jax.random.key(3), params, frozen.replace(lr=jnp.float32(1e-2)))
+    state0, _ = train(jax.random.key(3), params, hparams=frozen)
+    state1, _ = train(jax.random.key(3), params, hparams=frozen.replace(lr=jnp.float32(1e-2)))
     # With lr = 0 the network never moves; with lr > 0 it does.
-    init_state, _ = jax.jit(make_train(
-        PPOConfig(num_envs=4, num_steps=16, total_timesteps=64, num_minibatches=2,
-                  update_epochs=1), env, env_params, drift))(jax.random.key(3), params, frozen)
+    same_config = PPOConfig(num_envs=4, num_steps=16, total_timesteps=64, num_minibatches=2,
+                            update_epochs=1)
+    init_state, _ = jax.jit(make_train(same_config, env, env_params, drift))(
+        jax.random.key(3), params, hparams=frozen)
     a = jax.tree.leaves(state0.params)[0]
     b = jax.tree.leaves(state1.params)[0]
     c = jax.tree.leaves(init_state.params)[0]

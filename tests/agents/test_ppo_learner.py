@@ -10,6 +10,7 @@ from discovery.agents.ppo import PPOConfig
 from discovery.agents.ppo_learner import make_ppo_learner
 from discovery.drift import make_lpo_drift
 from discovery.meta.metagrad import MetaGradConfig, make_metagrad
+from tests.agents.no_keys import assert_no_keys
 from tests.gradcheck import assert_gradient_matches_finite_differences
 
 # A large learning rate, so that ratios leave PPO-clip's range within one update; two
@@ -53,5 +54,7 @@ def test_meta_gradient_through_ppo_updates_matches_finite_differences():
             return agents.replace(params=_to64(agents.params), opt_state=_to64(agents.opt_state))
 
         agents = init_agents(jax.random.key(3), theta)
-        loss = jax.jit(lambda p: metagrad.loss(p, agents)[0])
+        assert_no_keys(agents)
+        keys = jax.random.split(jax.random.key(5), config.num_agents)
+        loss = jax.jit(lambda p: metagrad.loss(p, agents, keys)[0])
         assert_gradient_matches_finite_differences(loss, theta, jax.random.key(4))

@@ -160,7 +160,8 @@ def test_reward_scale_scales_what_the_agent_learns_from_not_the_reported_return(
     drift = make_drift("ppo")
     train = jax.jit(make_train(SHORT, env, env.default_params, drift))
     params = drift.init(jax.random.key(0))
-    _, plain = train(jax.random.key(3), params, SHORT.hyperparams())
-    _, scaled = train(jax.random.key(3), params, replace(SHORT, reward_scale=10.0).hyperparams())
+    _, plain = train(jax.random.key(3), params, hparams=SHORT.hyperparams())
+    _, scaled = train(jax.random.key(3), params,
+                      hparams=replace(SHORT, reward_scale=10.0).hyperparams())
     np.testing.assert_array_equal(plain["latest_return"], scaled["latest_return"])
     assert float(scaled["value_loss"][0]) > 10 * float(plain["value_loss"][0])

@@ -10,18 +10,24 @@ import pytest
 from discovery.envs.compilation_cache import configure_compilation_cache
 
 PROBE = "import discovery, jax; print(jax.config.jax_compilation_cache_dir, " \
-        "jax.config.jax_enable_compilation_cache)"
+        "jax.config.jax_enable_compilation_cache, " \
+        "jax.config.jax_persistent_cache_min_compile_time_secs)"
+MIN_TIME = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 SETTINGS = ("jax_compilation_cache_dir", "jax_enable_compilation_cache",
             "jax_persistent_cache_min_compile_time_secs")
 
 
 def test_importing_the_package_turns_the_cache_on_in_the_user_cache_folder(tmp_path):
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("DISCOVERY_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+             if k not in ("DISCOVERY_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR", MIN_TIME)}
     clean["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     out = subprocess.run([sys.executable, "-c", PROBE], env=clean, capture_output=True,
                          text=True, timeout=120, check=True)
-    assert out.stdout.split() == [str(tmp_path / "xdg" / "discovery" / "jax"), "True"]
+    assert out.stdout.split() == [str(tmp_path / "xdg" / "discovery" / "jax"), "True", "0.5"]
+    # JAX's own minimum compile time, when the user set it, is kept (the suite sets 0).
+    out = subprocess.run([sys.executable, "-c", PROBE], env={**clean, MIN_TIME: "0"},
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split()[2] == "0.0"
 
 
 @pytest.fixture

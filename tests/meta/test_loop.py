@@ -266,9 +266,12 @@ def test_a_drift_meta_trained_by_meta_gradients_resumes_exactly_and_is_evaluated
     physics take K=2 updates with the drift, the meta-gradient flows back through them,
     and PPO-clip trains beside each agent on its level. TINY's task, so the baseline and
     evaluation programs are the ES tests' (compilation-cache hits)."""
-    # The demo's aggressive learning rate (a traced hyperparameter: same programs), so
-    # that ratios leave PPO-clip's range and the drift, which starts at PPO-clip, matters.
-    task = replace(TINY.task, ppo=replace(TINY_PPO, lr=1e-2))
+    # An aggressive PPO learning rate (a traced hyperparameter: same programs), so that
+    # ratios leave PPO-clip's range: the drift starts at PPO-clip, whose gradient with
+    # respect to the drift network is exactly zero until they do. Measured over 6 seeds x
+    # 3 generations: at lr 1e-2 half the seeds got a zero meta-gradient in every
+    # generation; at 3e-2 and 1e-1 every generation of every seed got a nonzero one.
+    task = replace(TINY.task, ppo=replace(TINY_PPO, lr=3e-2))
     config = replace(
         TINY, generations=3, optimizer="metagrad", curriculum=DRIFT_CURRICULA["plr"], task=task,
         metagrad=MetaGradConfig(num_agents=2, num_minibatches=1, unroll=2, lr=1e-2,

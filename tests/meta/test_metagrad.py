@@ -21,6 +21,11 @@ CONFIG = MetaGradConfig(
 )
 
 
+def agent_keys(agents) -> jax.Array:
+    """One key per agent of a batch, for the meta-loss."""
+    return jax.random.split(jax.random.key(5), agents.update_idx.shape[0])
+
+
 def _build(config: MetaGradConfig = CONFIG, rollout_len: int = 10, num_envs: int = 8):
     env = GridWorld(max_size=4, max_objects=1)
     level = CORRIDOR.to_params(4, 1)
@@ -43,8 +48,9 @@ def setup():
 @pytest.fixture(scope="module")
 def meta_grad(setup):
     _, _, _, metagrad, theta, state, _ = setup
-    grad_fn = jax.jit(jax.grad(lambda p, a: metagrad.loss(p, a)[0]))
-    return grad_fn, grad_fn(theta, state.agents)
+    grad_fn = jax.jit(jax.grad(lambda p, a, k: metagrad.loss(p, a, k)[0]))
+    # The keys the step gives the agents, so that `step` applies this very gradient.
+    return grad_fn, grad_fn(theta, state.agents, metagrad.agent_keys(state))
 
 
 def test_agents_start_staggered_across_their_lifetimes(setup):
@@ -88,7 +94,7 @@ def test_meta_gradient_matches_finite_differences():
             )
 
         agents = init_agents(jax.random.key(3), theta)
-        loss = jax.jit(lambda p: metagrad.loss(p, agents)[0])
+        loss = jax.jit(lambda p: metagrad.loss(p, agents, agent_keys(agents))[0])
         assert_gradient_matches_finite_differences(loss, theta, jax.random.key(4))
 
 
@@ -103,7 +109,8 @@ def test_mixed_estimator_averages_the_k_step_losses(setup):
         metagrad = make_metagrad(
             MetaGradConfig(**{**config.__dict__, **changes}), agent, lambda key: level
         )
-        return float(jax.jit(lambda p, a: metagrad.loss(p, a)[0])(theta, agents))
+        loss = jax.jit(lambda p, a, k: metagrad.loss(p, a, k)[0])
+        return float(loss(theta, agents, agent_keys(agents)))
 
     k_step = [meta_loss(unroll=k, estimator="k_step") for k in range(1, CONFIG.unroll + 1)]
     mixed = meta_loss(estimator="mixed")
@@ -114,7 +121,7 @@ def test_mixed_estimator_averages_the_k_step_losses(setup):
 def test_critic_learns_from_fresh_experience(setup):
     level, _, agent, _, _, state, step = setup
     one = jax.tree.map(lambda x: x[0], state.agents)
-    one, experience = agent.rollout(one)
+    one, experience = agent.rollout(one, jax.random.key(7))
     target = jnp.ones_like(experience.reward)
     before = 0.5 * jnp.mean((agent.value(one.critic_params, experience.obs) - target) ** 2)
     updated, reported = agent.critic_update(one, experience, target)
@@ -141,13 +148,13 @@ def test_meta_gradient_is_clipped_before_adam(setup, meta_grad):
     # invariant to one gradient's scale, so take two meta-steps: a huge gradient (an
     # enormous pi_hat head makes the pi_hat regulariser's gradient huge), then the
     # natural one, and check the second step Adam applies after the clip.
-    _, _, _, _, theta, state, step = setup
+    _, _, _, metagrad, theta, state, step = setup
     grad_fn, natural = meta_grad
     huge_params = jax.tree.map(lambda x: x, theta)
     huge_params["params"]["pi_head"] = jax.tree.map(
         lambda x: 1e5 * x, theta["params"]["pi_head"]
     )
-    huge = grad_fn(huge_params, state.agents)
+    huge = grad_fn(huge_params, state.agents, metagrad.agent_keys(state))
     assert float(optax.global_norm(huge)) > 1e3 * CONFIG.max_grad_norm
     assert float(optax.global_norm(natural)) < CONFIG.max_grad_norm  # not clipped
     first, metrics = step(state.replace(params=huge_params))
@@ -242,8 +249,15 @@ def test_agents_restart_on_a_new_lifetime_when_theirs_ends(setup):
 
 
 @pytest.mark.slow
-def test_short_meta_training_improves_the_objective(setup):
-    level, objective, agent, _, theta, state, step = setup
+def test_short_meta_training_improves_the_objective_over_meta_seeds(setup):
+    """Fresh agents trained by the objective after 80 meta-steps beat those trained by
+    the objective it started from, over 8 meta-seeds.
+
+    One meta-seed cannot show it: measured over 12 (stop 22), the initial objective's
+    agents reach the object with probability 0.005-0.70 depending on its init (mean
+    0.24), and after 40 meta-steps 3 of 12 were still below 0.7; after 80 steps 11 of 12
+    were above 0.8 (mean 0.96)."""
+    level, objective, agent, metagrad, _, _, step = setup
     train = jax.jit(jax.vmap(agent.train, in_axes=(0, None, None, None, None)), static_argnums=4)
     keys = jax.random.split(jax.random.key(5), 16)
 
@@ -251,10 +265,14 @@ def test_short_meta_training_improves_the_objective(setup):
         _, metrics = train(keys, params, level, jnp.int32(20), 20)
         return float(np.nanmean(lifetime_final_return(metrics)))
 
-    for _ in range(40):
-        state, _ = step(state)
-    before, after = evaluate(theta), evaluate(state.params)
-    # Fresh agents trained by the initial objective rarely reach the object in 20
-    # updates (measured 0.19); by the meta-trained one they all do (measured 1.0).
-    assert before < 0.4, before
-    assert after > 0.8, after
+    before, after = [], []
+    for meta_seed in range(8):
+        theta = objective.init(jax.random.fold_in(jax.random.key(1), meta_seed))
+        state = metagrad.init(jax.random.fold_in(jax.random.key(0), meta_seed), theta)
+        for _ in range(80):
+            state, _ = step(state)
+        before.append(evaluate(theta))
+        after.append(evaluate(state.params))
+    before, after = np.array(before), np.array(after)
+    assert np.mean(after) - np.mean(before) > 0.4, (before, after)
+    assert np.sum(after > 0.8) >= 5, after
