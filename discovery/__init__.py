@@ -4,7 +4,8 @@ The public API, everything the notebooks use, is exported here by role:
 
 - environments: ``make_env`` by name, level spaces, the gridworld;
 - agents: PPO (the drift is an argument), the LPG agent, A2C, seed-vmapped training;
-- components: drifts and learned objectives, the things being discovered;
+- components: drifts, learned objectives and advantage transformations, the things
+  being discovered, and their registry;
 - meta-training: run configs and tasks, ``meta_train``, ES, meta-gradients, curricula;
 - evaluation and statistics: held-out evaluation, reports, bootstrap intervals;
 - files: configs, params and tracking;
@@ -51,18 +52,23 @@ _ROLES: dict[str, dict[str, tuple[str, str]]] = {
         "TrainConfig": ("discovery.train", "TrainConfig"),
         "train_seeds": ("discovery.train", "train_seeds"),
     },
-    # What is discovered: drifts (PPO's D(r, A)) and learned objectives (LPG).
+    # What is discovered: drifts (PPO's D(r, A)), learned objectives (LPG) and learned
+    # advantage transformations (PPO-clip on f(A)); the registry that names them.
     "components": {
+        "COMPONENTS": ("discovery.components", "COMPONENTS"),
         "Drift": ("discovery.drift", "Drift"),
         "make_drift": ("discovery.drift", "make_drift"),
         "list_drifts": ("discovery.drift", "list_drifts"),
         "ObjectiveConfig": ("discovery.objective", "ObjectiveConfig"),
         "make_objective": ("discovery.objective", "make_objective"),
+        "make_advantage_drift": ("discovery.advantage", "make_advantage_drift"),
+        "make_advantage_transform": ("discovery.advantage", "make_advantage_transform"),
     },
     # Meta-training: run configs, tasks, the one pipeline, meta-optimisers, curricula.
     "meta-training": {
         "MetaTrainConfig": ("discovery.drift_training", "MetaTrainConfig"),
         "ObjectiveMetaTrainConfig": ("discovery.objective_training", "ObjectiveMetaTrainConfig"),
+        "AdvantageMetaTrainConfig": ("discovery.advantage", "AdvantageMetaTrainConfig"),
         "DriftTaskConfig": ("discovery.tasks", "DriftTaskConfig"),
         "make_drift_task": ("discovery.tasks", "make_drift_task"),
         "ObjectiveTaskConfig": ("discovery.lpg_task", "ObjectiveTaskConfig"),

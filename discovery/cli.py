@@ -137,11 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking(train)
 
     meta = sub.add_parser(
-        "meta-train", help="discover a drift (ES) or an objective (meta-gradients or ES)"
+        "meta-train", help="discover a drift, an objective or an advantage transformation "
+        "(ES or meta-gradients)"
     )
     meta.add_argument(
         "config", nargs="?", default=None,
-        help="YAML config: a drift run, or an objective run (top-level `component: objective`)",
+        help="YAML config: a drift run, or another component's (top-level `component:` "
+        "objective or advantage)",
     )
     meta.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     _add_overwrite_run(meta)
@@ -424,7 +426,8 @@ def _interpret(args: argparse.Namespace) -> int:
     entry = load(args.ref)
     if entry.kind != "drift":
         raise ConfigError(
-            f"ref: {args.ref!r} is a {entry.kind}; allowed: a learned drift", field="ref"
+            f"ref: {args.ref!r} holds a component of kind {entry.kind!r}; allowed: a learned "
+            "drift", field="ref"
         )
     import jax
 

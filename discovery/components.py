@@ -114,6 +114,16 @@ COMPONENTS: dict[str, Component] = {
         params_file="objective_params.msgpack",
         description="a learned objective (LPG, TA-LPG), by meta-gradients or ES",
     ),
+    "advantage": Component(
+        kind="advantage",
+        training="discovery.advantage",
+        config_name="AdvantageMetaTrainConfig",
+        evaluation="discovery.drift_evaluation",
+        run_path="discovery.advantage:run_meta_training",
+        results_path="discovery.advantage:write_results",
+        params_file="mean_params.msgpack",
+        description="a learned transformation of PPO-clip's advantage, by ES or meta-gradients",
+    ),
 }
 
 

@@ -36,7 +36,7 @@ def _drift_choice(entry: Any) -> tuple[Any, tuple[Any, ...]]:
     """The learned drift and the hand-designed ones, in ``DRIFT_METHODS`` order, as one
     drift choice (``make_drift_choice``), and each one's params."""
     ppo, dpo = make_drift("ppo"), make_drift("dpo")
-    choice = make_drift_choice([entry.drift(), ppo, dpo])
+    choice = make_drift_choice([entry.component(), ppo, dpo])
     return choice, (entry.params, ppo.init(jax.random.key(0)), dpo.init(jax.random.key(0)))
 
 

@@ -99,6 +99,11 @@ class MetaTrainConfig:
     keep_checkpoints: int = field(default=3, metadata={"min": 1})
     max_nonfinite_generations: int = field(default=3, metadata={"min": 1})
 
+    @property
+    def learned_name(self) -> str:
+        """What the run discovers, as its headlines and plots name it."""
+        return self.task.drift
+
     def __post_init__(self) -> None:
         if self.optimizer == "metagrad" and len(self.task.envs) != 1:
             raise ValueError(
@@ -210,9 +215,14 @@ def metagrad_over_ppo(
     return metagrad_optimizer(make_metagrad(config.metagrad, learner, sample_level, antagonist))
 
 
-def build(config: MetaTrainConfig) -> BuiltRun:
+def build(config: MetaTrainConfig, learnable: Drift | None = None) -> BuiltRun:
     """The drift task (its baselines measured now), the meta-optimiser over it (ES, or
-    meta-gradients through PPO updates), and the curriculum."""
+    meta-gradients through PPO updates), and the curriculum.
+
+    ``learnable`` is the drift to discover (default: ``config.task.drift``'s); any
+    component that acts on PPO through its drift (:mod:`discovery.advantage`) is built
+    here with its own.
+    """
     key = jax.random.key(config.seed)
     key_task, key_init, key_es, key_loop = jax.random.split(key, 4)
     curriculum, sample_level = None, None
@@ -226,6 +236,7 @@ def build(config: MetaTrainConfig) -> BuiltRun:
         key_task,
         on_levels=curriculum is not None and not metagrad,
         antagonist=config.curriculum.needs_antagonist and not metagrad,
+        drift=learnable,
     )
     params = task.init_params(key_init)
     if metagrad:

@@ -1,17 +1,19 @@
-"""`discover meta-train` for drifts: run the outer loop with a progress bar and write the
-results.
+"""`discover meta-train` for drifts, and for any component that acts on PPO through its
+drift (a learned advantage transformation): run the outer loop with a progress bar and
+write the results.
 
 A run folder holds ``config.yaml``, ``metrics.jsonl`` (one line per generation),
 ``checkpoints/``, the discovered drift params (``mean_params.msgpack``: the ES mean or
 the meta-gradient iterate; ES also writes its best member, ``best_params.msgpack``;
 flax msgpack, no pickle), ``summary.json``, ``fitness.png`` (ES fitness, or the
-meta-gradient agents' episode returns) and ``drift.png`` (the learned drift beside
-PPO's and DPO's over ``(r, A)``, as in Lu et al., 2022).
+meta-gradient agents' episode returns) and a plot of what was learned (``drift.png``: the
+learned drift beside PPO's and DPO's over ``(r, A)``, as in Lu et al., 2022).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,35 @@ def load_params(path: Path, target: Any) -> Any:
     return serialization.from_state_dict(target, state)
 
 
-def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str, Any]:
-    """Params, plots and ``summary.json`` for a finished run."""
+def plot_learned_drift(result: MetaTrainResult, config: MetaTrainConfig) -> str:
+    """``drift.png``: the discovered drift beside PPO-clip's and DPO's; returns its name."""
+    learned, params = result.component, result.mean_params
+    source = "ES mean" if config.optimizer == "es" else "meta-gradients"
+    ppo, dpo = make_ppo_drift(), make_dpo_drift()
+    ppo_params, dpo_params = ppo.init(jax.random.key(0)), dpo.init(jax.random.key(0))
+    apply = jax.jit(lambda p, r, a, t: learned.apply(p, r, a, t))
+    plot_drifts(
+        {
+            "PPO-clip": lambda r, a, t: ppo(ppo_params, jnp.asarray(r), jnp.asarray(a), t),
+            "DPO": lambda r, a, t: dpo(dpo_params, jnp.asarray(r), jnp.asarray(a), t),
+            f"learned ({learned.name}, {source})": lambda r, a, t: apply(
+                params, jnp.asarray(r, jnp.float32), jnp.asarray(a, jnp.float32),
+                jnp.float32(t)
+            ),
+        },
+        result.run_dir / "drift.png",
+        progress=0.5,
+    )
+    return "drift.png"
+
+
+def write_results(
+    result: MetaTrainResult,
+    config: MetaTrainConfig,
+    plot_learned: Callable[[MetaTrainResult, Any], str] = plot_learned_drift,
+) -> dict[str, Any]:
+    """Params, plots (``plot_learned`` draws the discovered component) and
+    ``summary.json`` for a finished run of any component that acts through PPO's drift."""
     run_dir = result.run_dir
     mean_params = result.mean_params
     es = config.optimizer == "es"
@@ -59,25 +88,9 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
         plot_fitness(history, run_dir / "fitness.png", title=f"{config.name}: ES fitness")
     else:
         plot_metric_history(history, curve, run_dir / "fitness.png",
-                            title=f"{config.name}: {config.task.drift} by meta-gradients")
-
+                            title=f"{config.name}: {config.learned_name} by meta-gradients")
+    plot_file = plot_learned(result, config)
     learned = result.task.drift
-    source = "ES mean" if es else "meta-gradients"
-    ppo, dpo = make_ppo_drift(), make_dpo_drift()
-    ppo_params, dpo_params = ppo.init(jax.random.key(0)), dpo.init(jax.random.key(0))
-    apply = jax.jit(lambda p, r, a, t: learned.apply(p, r, a, t))
-    plot_drifts(
-        {
-            "PPO-clip": lambda r, a, t: ppo(ppo_params, jnp.asarray(r), jnp.asarray(a), t),
-            "DPO": lambda r, a, t: dpo(dpo_params, jnp.asarray(r), jnp.asarray(a), t),
-            f"learned ({learned.name}, {source})": lambda r, a, t: apply(
-                mean_params, jnp.asarray(r, jnp.float32), jnp.asarray(a, jnp.float32),
-                jnp.float32(t)
-            ),
-        },
-        run_dir / "drift.png",
-        progress=0.5,
-    )
     eval_key = jax.random.key(config.seed + 1)
     eval_seeds = 16
     evaluate = make_evaluator(config.task, learned, eval_seeds)
@@ -88,6 +101,8 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
     window = max(1, len(history) // 5)
     summary = {
         "name": config.name,
+        "component": config.component,
+        "learned": config.learned_name,
         "optimizer": config.optimizer,
         "generations": len(history),
         "envs": list(config.task.envs),
@@ -118,6 +133,7 @@ def write_results(result: MetaTrainResult, config: MetaTrainConfig) -> dict[str,
         summary["best_fitness"] = last["best_fitness"]
     else:
         summary["nonfinite_chunks"] = int(sum(r["nonfinite_chunks"] for r in history))
+    summary["plot"] = plot_file
     write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -142,10 +158,12 @@ def run_meta_training(
     tracker: Any = None,
     overwrite: bool = False,
     plan: RunFolderPlan | None = None,
+    write: Callable[[MetaTrainResult, Any], dict[str, Any]] = write_results,
 ) -> dict:
-    """Meta-train a drift with a progress bar (:func:`discovery.run_progress.run_with_progress`)
-    and write its results; returns the run's summary (empty on the processes of a
-    ``jax.distributed`` job other than process 0)."""
+    """Meta-train a drift (or any component acting through PPO's drift) with a progress
+    bar (:func:`discovery.run_progress.run_with_progress`) and write its results with
+    ``write``; returns the run's summary (empty on the processes of a ``jax.distributed``
+    job other than process 0)."""
     es = config.optimizer == "es"
     scale = (
         f"population {config.es.population_size} ({config.es.strategy})" if es else
@@ -162,14 +180,14 @@ def run_meta_training(
 
     result, console = run_with_progress(
         config, run_dir,
-        headline=f"{config.task.drift} on {', '.join(config.task.envs)}: "
+        headline=f"{config.learned_name} on {', '.join(config.task.envs)}: "
         f"{config.generations} generations x {scale}",
         line=es_line if es else metagrad_line,
         resume=resume, tracker=tracker, overwrite=overwrite, plan=plan,
     )
     if result is None:
         return {}
-    summary = write_results(result, config)
+    summary = write(result, config)
     if es:
         console.print(
             f"fitness (population mean, {config.task.normalise} normalised): first "
@@ -197,11 +215,11 @@ def run_meta_training(
         )
         console.print(
             f"{name}: fresh agents ({config.task.score} return) score {learned} with the "
-            f"learned drift vs {ppo} with PPO-clip"
+            f"learned {config.learned_name} vs {ppo} with PPO-clip"
         )
     best = "best_params.msgpack " if es else ""
     console.print(
         f"wrote {run_dir}/: config.yaml metrics.jsonl checkpoints/ mean_params.msgpack "
-        f"{best}fitness.png drift.png summary.json"
+        f"{best}fitness.png {summary['plot']} summary.json"
     )
     return summary

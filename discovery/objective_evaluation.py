@@ -58,7 +58,7 @@ def held_out(
     agent_config = apply_overrides(agent_config, [o.removeprefix("agent.") for o in overrides])
     lifetime = int(recorded.get("eval_lifetime", 250))
     layouts = _layouts(entry, config)
-    objective = entry.objective()
+    objective = entry.component()
     results: dict[float, dict[str, dict[str, MethodCurves]]] = {}
     env_keys = jax.random.split(jax.random.key(config.seed), len(layouts))
     for horizon in config.horizons:

@@ -336,17 +336,24 @@ def make_level_fitness(
 
 
 def make_drift_task(
-    config: DriftTaskConfig, key: jax.Array, on_levels: bool = False, antagonist: bool = False
+    config: DriftTaskConfig,
+    key: jax.Array,
+    on_levels: bool = False,
+    antagonist: bool = False,
+    drift: Drift | None = None,
 ) -> DriftTask:
     """Build the task and measure its normalisation baselines (PPO-clip, random policy).
 
     ``on_levels`` also builds ``fitness_on_levels`` (for a curriculum over the one env's
     levels), with PPO-clip as the antagonist of algorithmic regret if ``antagonist``.
+    ``drift`` is the learnable drift to score (default: ``config.drift``'s); it must be
+    PPO-clip when its output layer ``w2`` is zero (:func:`ppo_params_for`).
 
     Raises ``ConfigError`` when every baseline seed diverged on an env, or when the
     normalisation the config asks for is not meaningful on the measured baselines.
     """
-    drift = make_drift(config.drift, **TASK_DRIFT_KWARGS)
+    if drift is None:
+        drift = make_drift(config.drift, **TASK_DRIFT_KWARGS)
     scorers = _env_scorers(config, drift)
 
     key_ppo, key_random = jax.random.split(key)

@@ -121,7 +121,7 @@ class ZooEntry:
 
     Attributes:
       name: the entry's folder name (what ``zoo:NAME`` looks up), or the run folder's name.
-      kind: ``"drift"`` or ``"objective"``.
+      kind: the component kind (a key of ``discovery.components.COMPONENTS``).
       manifest: the manifest as a dict (for a run folder, the one an export would write).
       params: the params pytree (nested dicts of NumPy arrays), bit-exact as exported.
       path: the entry (or run) folder.
@@ -137,6 +137,12 @@ class ZooEntry:
         """The rebuilt drift; apply it as ``drift(entry.params, ratio, advantage, progress)``."""
         self._require("drift", "objective")
         return _build_component("drift", self.manifest["component"], self._source)
+
+    def component(self) -> Any:
+        """The rebuilt component of whatever kind the entry holds (the registry's
+        ``rebuild``): a ``Drift`` for drifts and learned advantage transformations, an
+        ``Objective`` for objectives."""
+        return _build_component(self.kind, self.manifest["component"], self._source)
 
     def objective(self) -> Objective:
         """The rebuilt learned objective; apply it as ``objective(entry.params, inputs)``."""

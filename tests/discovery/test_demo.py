@@ -42,14 +42,13 @@ def test_default_meta_training_runs_and_writes_strict_results(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
+    from discovery.components import COMPONENTS
     from discovery.config import config_component, load_config
     from discovery.drift_training import MetaTrainConfig
-    from discovery.objective_training import ObjectiveMetaTrainConfig
     from discovery.sweep import load_sweep
     from discovery.train import TrainConfig
 
     configs = Path(__file__).resolve().parents[2] / "configs"
-    meta_configs = {"drift": MetaTrainConfig, "objective": ObjectiveMetaTrainConfig}
     loaded = 0
     for path in sorted(configs.glob("*.yaml")):
         if path.name.startswith("sweep_"):
@@ -57,7 +56,7 @@ def test_shipped_configs_load():
         elif path.name.startswith("ppo_"):
             load_config(TrainConfig, path)
         else:
-            load_config(meta_configs[config_component(str(path), [])], path)
+            load_config(COMPONENTS[config_component(str(path), [])].config_class, path)
         loaded += 1
     assert loaded >= 8
     demo = load_config(MetaTrainConfig, configs / "lpo_cartpole.yaml")

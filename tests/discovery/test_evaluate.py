@@ -45,7 +45,7 @@ def dpo_report():
         kind="drift",
         params=dpo.init(jax.random.key(0)),
         manifest={"provenance": {"config": {"task": {"envs": ["CartPole-v1"], "ppo": TINY_PPO}}}},
-        drift=lambda: dpo,
+        component=lambda: dpo,
     )
     config = EvaluateConfig(seeds=3, horizons=(0.5, 1.0), bootstrap_samples=200)
     return evaluate_component(entry, config)
@@ -102,7 +102,7 @@ def test_evaluating_an_objective_compares_it_with_a2c(tmp_path):
             "agent": {"num_envs": 4, "rollout_len": 5}, "eval_lifetime": 12,
             "levels": {"held_out": ["dense"]},
         }}},
-        objective=lambda: objective,
+        component=lambda: objective,
     )
     # The whole lifetime counts as "final", so even these tiny agents earn some reward.
     config = EvaluateConfig(seeds=2, bootstrap_samples=200, final_fraction=1.0)
