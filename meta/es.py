@@ -40,6 +40,11 @@ STRATEGIES = ("open_es", "snes", "cma_es", "pgpe")
 FITNESS_SHAPINGS = ("centered_rank", "z_score", "raw")
 # Strategies whose evosax implementation samples mirrored pairs (+eps, -eps).
 _PAIRED_STRATEGIES = ("open_es", "pgpe")
+# Strategies that step their mean with Adam (the rest take their own steps).
+_ADAM_STRATEGIES = ("open_es", "pgpe")
+# Adam's settings other than the learning rate stay constants of the program, as they
+# were before the learning rate was traced (the same float ops, the same numbers).
+_ADAM_STATIC = ("b1", "b2", "eps", "eps_root", "mu_dtype", "nesterov")
 
 # Upper bounds of ESConfig: a population (its rollouts run at once) and a step size
 # (sigma, lr) beyond these are typos, not settings.
@@ -123,6 +128,33 @@ class ESConfig:
             if not 0 <= getattr(self, f"{name}_limit") <= MAX_STEP:
                 raise bad(f"{name}_limit", f"a float in [0, {MAX_STEP}]")
 
+    def hyperparams(self) -> ESHyperparams:
+        """This config's step-size settings as traced values (see :class:`ESHyperparams`)."""
+        return ESHyperparams(
+            **{name: jnp.asarray(getattr(self, name), jnp.float32) for name in TRACED_FIELDS}
+        )
+
+
+#: ``ESConfig`` fields that are traced values in the ES state rather than constants of
+#: the compiled program.
+TRACED_FIELDS = ("sigma_init", "sigma_decay", "sigma_limit", "lr_init", "lr_decay", "lr_limit")
+
+
+@struct.dataclass
+class ESHyperparams:
+    """The step-size settings of an evolution strategy as float32 scalars carried in its
+    state, as evosax carries its params: runs that differ only in these share one
+    compiled program, and a sweep over them is one ``vmap``. What each field drives is
+    in :class:`ESConfig`'s docstring.
+    """
+
+    sigma_init: jax.Array
+    sigma_decay: jax.Array
+    sigma_limit: jax.Array
+    lr_init: jax.Array
+    lr_decay: jax.Array
+    lr_limit: jax.Array
+
 
 @struct.dataclass
 class ESState:
@@ -130,10 +162,12 @@ class ESState:
 
     ``strategy_state`` is the evosax state of the chosen strategy (flat mean, step
     sizes, optimiser state, generation counter), with every leaf strongly typed so one
-    compiled generation step serves all generations.
+    compiled generation step serves all generations; ``hyperparams`` are the traced
+    step-size settings.
     """
 
     strategy_state: Any
+    hyperparams: ESHyperparams
 
     @property
     def generation(self) -> jax.Array:
@@ -165,9 +199,20 @@ def exponential_schedule(
 
     def schedule(t: jax.Array) -> jax.Array:
         t = jnp.asarray(t, jnp.float32)
-        return jnp.maximum(jnp.float32(init) * jnp.float32(decay) ** t, jnp.float32(limit))
+        init_, decay_, limit_ = (jnp.asarray(v, jnp.float32) for v in (init, decay, limit))
+        return jnp.maximum(init_ * decay_**t, limit_)
 
     return schedule
+
+
+def _sigma_at(hyperparams: ESHyperparams, t: jax.Array) -> jax.Array:
+    h = hyperparams
+    return exponential_schedule(h.sigma_init, h.sigma_decay, h.sigma_limit)(t)
+
+
+def _lr_at(hyperparams: ESHyperparams, t: jax.Array) -> jax.Array:
+    h = hyperparams
+    return exponential_schedule(h.lr_init, h.lr_decay, h.lr_limit)(t)
 
 
 def _strongly_typed(tree: PyTree) -> PyTree:
@@ -198,7 +243,10 @@ class EvolutionStrategy:
     """Pure ask / tell over a pytree search distribution; build with :func:`make_es`.
 
     All methods are pure and jittable; the instance only holds static configuration
-    (the evosax strategy object and its hyperparameters).
+    (the evosax strategy object, the population size, the fitness shaping). The step
+    sizes live in the state (:class:`ESHyperparams`): ``init`` takes them, by default
+    the config's. Adam's learning rate is an injected hyperparameter
+    (``optax.inject_hyperparams``) set from them before every ``tell``.
     """
 
     def __init__(self, config: ESConfig, example_params: PyTree) -> None:
@@ -212,10 +260,11 @@ class EvolutionStrategy:
         self.config = config
         self._treedef = jax.tree.structure(example_params)
         self._example = jax.tree.map(jnp.asarray, example_params)
-        self._sigma_schedule = exponential_schedule(
-            config.sigma_init, config.sigma_decay, config.sigma_limit
+        adam = optax.inject_hyperparams(optax.adam, static_args=_ADAM_STATIC)(
+            learning_rate=config.lr_init
         )
-        self._lr_schedule = exponential_schedule(config.lr_init, config.lr_decay, config.lr_limit)
+        # A placeholder: init and tell set open_es's sigma from the state's settings.
+        constant_sigma = optax.constant_schedule(jnp.float32(config.sigma_init))
         shaping = {
             "centered_rank": centered_rank_fitness_shaping_fn,
             "z_score": standardize_fitness_shaping_fn,
@@ -227,29 +276,23 @@ class EvolutionStrategy:
                 pop,
                 self._example,
                 use_antithetic_sampling=config.antithetic,
-                optimizer=optax.adam(self._lr_schedule),
-                std_schedule=self._sigma_schedule,
+                optimizer=adam,
+                std_schedule=constant_sigma,
                 fitness_shaping_fn=shaping,
             )
-            self._params = self._es.default_params
         elif config.strategy == "pgpe":
-            self._es = PGPE(
-                pop,
-                self._example,
-                optimizer=optax.adam(self._lr_schedule),
-                fitness_shaping_fn=shaping,
-            )
-            self._params = self._es.default_params.replace(std_init=config.sigma_init)
+            self._es = PGPE(pop, self._example, optimizer=adam, fitness_shaping_fn=shaping)
         elif config.strategy == "snes":
             self._es = SNES(pop, self._example)
-            self._params = self._es.default_params.replace(
-                std_init=jnp.asarray(config.sigma_init, jnp.float32)
-            )
         else:
             self._es = CMA_ES(pop, self._example)
-            self._params = self._es.default_params.replace(
-                std_init=jnp.asarray(config.sigma_init, jnp.float32)
-            )
+
+    def _evosax_params(self, hyperparams: ESHyperparams) -> Any:
+        """evosax's params of the strategy, with its initial step size from ``hyperparams``
+        (open_es has none: its sigma is the schedule's)."""
+        if self.config.strategy == "open_es":
+            return self._es.default_params
+        return self._es.default_params.replace(std_init=hyperparams.sigma_init)
 
     @property
     def population_size(self) -> int:
@@ -260,21 +303,29 @@ class EvolutionStrategy:
         """Number of scalars searched over (all leaves ravelled)."""
         return int(self._es.num_dims)
 
-    def init(self, key: jax.Array, mean_params: PyTree) -> ESState:
+    def init(
+        self, key: jax.Array, mean_params: PyTree, hyperparams: ESHyperparams | None = None
+    ) -> ESState:
         """Start the search distribution at ``mean_params`` (same structure as the
-        example params); generation 0.
+        example params); generation 0. ``hyperparams`` default to the config's
+        (``ESConfig.hyperparams()``); any others (traced, e.g. vmapped) may be given.
         """
         if jax.tree.structure(mean_params) != self._treedef:
             raise ValueError(
                 f"mean_params has structure {jax.tree.structure(mean_params)}, "
                 f"expected {self._treedef}"
             )
-        inner = self._es.init(key, mean_params, self._params)
-        return ESState(strategy_state=_strongly_typed(inner))
+        if hyperparams is None:
+            hyperparams = self.config.hyperparams()
+        inner = self._es.init(key, mean_params, self._evosax_params(hyperparams))
+        if self.config.strategy == "open_es":
+            inner = inner.replace(std=_sigma_at(hyperparams, 0))
+        return ESState(strategy_state=_strongly_typed(inner), hyperparams=hyperparams)
 
     def ask(self, key: jax.Array, state: ESState) -> tuple[PyTree, ESState]:
         """Sample a population: the params pytree with a leading [P] axis on each leaf."""
-        population, inner = self._es.ask(key, state.strategy_state, self._params)
+        params = self._evosax_params(state.hyperparams)
+        population, inner = self._es.ask(key, state.strategy_state, params)
         return population, state.replace(strategy_state=inner)
 
     def tell(
@@ -293,18 +344,27 @@ class EvolutionStrategy:
             raise ValueError(f"fitness must have shape ({pop_size},), got {fitness.shape}")
         cleaned, finite, any_finite = _replace_nonfinite(fitness)
 
+        hyperparams = state.hyperparams
+        told = state.strategy_state
+        if self.config.strategy in _ADAM_STRATEGIES:
+            # Adam's step for this generation, lr_t with t = generations told (Adam's
+            # own update count: both stay put when a generation is rejected).
+            opt_state = told.opt_state
+            lr = _lr_at(hyperparams, told.generation_counter)
+            told = told.replace(opt_state=opt_state._replace(
+                hyperparams={**opt_state.hyperparams, "learning_rate": lr}))
         # The one sign flip: Discovery maximises fitness, evosax minimises it.
         inner, _ = self._es.tell(
             jax.random.key(_UNUSED_TELL_KEY_SEED),
             population,
             -cleaned,
-            state.strategy_state,
-            self._params,
+            told,
+            self._evosax_params(hyperparams),
         )
         if self.config.strategy == "open_es":
             # evosax sets std from the counter *before* incrementing it, so sigma would
             # lag one generation behind; use sigma_t with t = generations told.
-            inner = inner.replace(std=self._sigma_schedule(inner.generation_counter))
+            inner = inner.replace(std=_sigma_at(hyperparams, inner.generation_counter))
         inner = _strongly_typed(inner)
         updated = any_finite & jnp.all(jnp.isfinite(inner.mean))
         inner = jax.tree.map(
@@ -326,7 +386,7 @@ class EvolutionStrategy:
             sigma=self.sigma(state),
             updated=updated,
         )
-        return ESState(strategy_state=inner), metrics
+        return ESState(strategy_state=inner, hyperparams=hyperparams), metrics
 
     def mean(self, state: ESState) -> PyTree:
         """The search distribution's mean as a params pytree: what we deploy."""
@@ -340,7 +400,7 @@ class EvolutionStrategy:
 
     def learning_rate(self, state: ESState) -> jax.Array:
         """Adam learning rate of the next update (open_es, pgpe), a float scalar."""
-        return self._lr_schedule(state.generation)
+        return _lr_at(state.hyperparams, state.generation)
 
 
 def make_es(config: ESConfig, example_params: PyTree) -> EvolutionStrategy:

@@ -1,5 +1,7 @@
 """Tests for meta/es.py: evolution strategies behind the ask / tell protocol."""
 
+import dataclasses
+
 import chex
 import flax.serialization
 import jax
@@ -276,3 +278,35 @@ def test_state_round_trips_through_flax_serialization(strategy):
     from_bytes = flax.serialization.from_bytes(template, flax.serialization.to_bytes(state))
     chex.assert_trees_all_equal(from_bytes, state)
     assert int(restored.generation) == 1
+
+
+@pytest.mark.parametrize("strategy", sorted(TOY_CONFIGS))
+def test_step_size_settings_are_traced_so_a_sweep_over_them_is_one_program(strategy):
+    """Two settings of sigma and lr (decays and floors too) vmapped through one compiled
+    program give what two separately configured strategies give (to float error:
+    vmapped linear algebra, e.g. CMA-ES's eigendecomposition, rounds differently)."""
+    base = TOY_CONFIGS[strategy]
+    settings = [base, dataclasses.replace(base, sigma_init=0.1, sigma_decay=0.9,
+                                          lr_init=0.05, lr_decay=0.9)]
+    es = make_es(base, EXAMPLE)
+
+    def swept(hyperparams, key):
+        state = es.init(key, jax.tree.map(jnp.zeros_like, EXAMPLE), hyperparams)
+        keys = jax.random.split(key, 5)
+        return jax.lax.scan(make_generation(es, toy_fitness), state, keys)
+
+    hyperparams = jax.tree.map(lambda *v: jnp.stack(v), *[c.hyperparams() for c in settings])
+    states, metrics = jax.jit(jax.vmap(swept, in_axes=(0, None)))(hyperparams, jax.random.key(4))
+    assert not np.allclose(metrics.sigma[0], metrics.sigma[1]), "the settings differ"
+    for index, config in enumerate(settings):
+        alone = make_es(config, EXAMPLE)
+        key = jax.random.key(4)
+        state = alone.init(key, jax.tree.map(jnp.zeros_like, EXAMPLE))
+        state, expected = jax.lax.scan(make_generation(alone, toy_fitness), state,
+                                       jax.random.split(key, 5))
+        mine = jax.tree.map(lambda x, i=index: x[i], metrics)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                     mine, expected)
+        np.testing.assert_allclose(
+            flat_mean(es, jax.tree.map(lambda x, i=index: x[i], states)),
+            flat_mean(alone, state), rtol=1e-4, atol=1e-5)
