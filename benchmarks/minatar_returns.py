@@ -1,6 +1,6 @@
 """PPO returns on MinAtar at 1e7 steps: our PPO against the published range.
 
-Inner-loop config of the DPO/LPO MinAtar setting (REFERENCE.md, Lu et al., 2022): 64 envs
+Inner-loop config of the DPO/LPO MinAtar setting (Lu et al., 2022): 64 envs
 x 128 steps, 4 epochs, 8 minibatches, gamma 0.99, lambda 0.95, clip 0.2, entropy 0.01,
 value 0.5, grad-norm 0.5, linear lr anneal, MLP 2x64 ReLU on the flattened observation,
 Adam lr / b2 tuned per env. Seeds are vmapped in one jitted call per env.
@@ -23,7 +23,8 @@ import numpy as np
 from discovery.agents.ppo import PPOConfig, make_train
 from discovery.drift import make_drift
 
-# Adam (lr, b1, b2) per env from the LPO MinAtar re-implementation (REFERENCE.md).
+# Adam (lr, b1, b2) per env from the LPO MinAtar re-implementation (Jackson et al., 2024,
+# "Discovering Temporally-Aware Reinforcement Learning Algorithms").
 ADAM = {
     "Asterix-MinAtar": (3e-3, 0.9, 0.999),
     "Breakout-MinAtar": (1e-2, 0.9, 0.99),

@@ -15,6 +15,9 @@ Strategies:
     - ``cma_es``: CMA-ES (Hansen, 2016, "The CMA Evolution Strategy: A Tutorial").
     - ``pgpe``: PGPE (Sehnke et al., 2010, "Parameter-exploring policy gradients"),
       symmetric sampling, adaptive per-dimension std, Adam on the mean.
+
+One module (~410 lines): the config, its traced settings, the state and the four
+strategies' ask / tell are one wrapper around evosax, read together.
 """
 
 from __future__ import annotations

@@ -22,18 +22,19 @@ if _CACHE_ENV not in os.environ:
     os.environ[_CACHE_ENV] = _OWN_CACHE
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-# XLA CPU flags that compile faster, since compiling is most of the suite's time (60-75%,
-# measured per test through jax.monitoring). Each is added unless the user set it.
-# Measured on the 2-core CI kind (benchmarks/xla_flags.py, BENCHMARKS.md): a tiny PPO
-# program compiles in 3.6 s with both, 5.8 s at level 1 alone, 6.7 s with neither; long
-# runs pay for it (CartPole 4 envs x 2e5 steps: 11.0 s vs 6.6 s; Breakout: 42.6 vs 37.6 s),
-# and the whole suite still went from 15 min 00 s to 11 min 12 s. Level 0 compiles faster
-# again but runs 2-4x slower, which cost the suite as much as it saved (stop 20). The
-# longest-running learning test compiles its program with RUN_OPTIMISED instead (jax.jit's
-# compiler_options, per program). Semantics are unchanged: no fast-math, only LLVM's
-# optimisation level and XLA's older (elemental) fusion code generator.
+# XLA CPU flags that compile faster, since compiling is most of the suite's time.
+# Each is added unless the user set it. LLVM's optimisation level 0 and XLA's older
+# (elemental) fusion code generator: a tiny PPO program compiles in ~2 s instead of
+# 6.7 s at XLA's defaults, and runs 2-4x slower (benchmarks/xla_flags.py, BENCHMARKS.md).
+# Measured on the whole suite (2-core CI kind, stop 23): level 1 -> level 0 took it from
+# 10 min 38 s to 7 min 04 s, summed compile time 625 s -> 297 s, now that the largest
+# programs (meta-gradients through PPO updates) dominate; at stop 20, before those, level
+# 0 cost as much as it saved. The tests that run long compile their program with
+# RUN_OPTIMISED instead (jax.jit's compiler_options, per program), and the demo test runs
+# in its own process at level 1. Semantics are unchanged: no fast-math, only LLVM's
+# optimisation level and the fusion code generator.
 _FAST_COMPILE_FLAGS = {
-    "--xla_backend_optimization_level": "1",
+    "--xla_backend_optimization_level": "0",
     "--xla_cpu_use_fusion_emitters": "false",
 }
 _flags = os.environ.get("XLA_FLAGS", "")
@@ -44,9 +45,9 @@ os.environ["XLA_FLAGS"] = _flags
 
 from discovery import envs  # noqa: E402, F401
 
-# For a program that runs long: optimised code for 1.6x the compile time (CartPole 4 seeds
-# x 1e5 steps: compile 8.9 s + run 4.5 s, against 5.5 s + 7.8 s with the flags above; the
-# CartPole learning test, 8 agents x 5e5 steps: 68 s against 75 s).
+# For a program that runs long: optimised code for twice the compile time (CartPole 4
+# seeds x 1e5 steps, stop 20: compile 8.9 s + run 4.5 s, against 4.2 s + 16.4 s with the
+# flags above).
 RUN_OPTIMISED = {"xla_backend_optimization_level": 2, "xla_cpu_use_fusion_emitters": True}
 
 

@@ -230,7 +230,7 @@ def test_catch_learned_on_every_seed(catch):
 
 
 @pytest.mark.slow
-def test_default_tabular_a2c_solves_sparse_gridworld_on_most_seeds():
+def test_default_tabular_a2c_solves_sparse_gridworld_on_most_seeds(run_optimised):
     """LPG's sparse level: +1 and -1 objects, both terminal, 50 steps. The optimal return
     is 1; the uniform random policy rarely reaches either object within 50 steps.
 
@@ -243,7 +243,7 @@ def test_default_tabular_a2c_solves_sparse_gridworld_on_most_seeds():
     env, env_params = envs.make("gridworld/sparse")
     a2c = make_a2c(A2CConfig(), env, env_params)
     keys = jax.random.split(jax.random.key(0), 16)
-    _, metrics = jax.jit(jax.vmap(a2c.train))(keys)
+    _, metrics = jax.jit(jax.vmap(a2c.train), compiler_options=run_optimised)(keys)
     returns = np.asarray(metrics["episode_return"])
     early = np.nanmean(returns[:, :10], axis=1)
     final = np.asarray(final_return(returns, 0.1))

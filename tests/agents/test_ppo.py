@@ -56,7 +56,7 @@ def test_cartpole_solved_on_every_seed_by_ppo_and_dpo(run_optimised):
 
 
 @pytest.mark.slow
-def test_continuous_ppo_improves_on_pendulum():
+def test_continuous_ppo_improves_on_pendulum(run_optimised):
     env, env_params = envs.make("Pendulum-v1")
     config = PPOConfig(
         num_envs=16, num_steps=128, total_timesteps=100_000, update_epochs=10,
@@ -66,7 +66,8 @@ def test_continuous_ppo_improves_on_pendulum():
     drift = make_drift("ppo")
     train = make_train(config, env, env_params, drift)
     keys = jax.random.split(jax.random.key(0), 2)
-    _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, drift.init(keys[0]))
+    _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)), compiler_options=run_optimised)(
+        keys, drift.init(keys[0]))
     returns = np.asarray(metrics["episode_return"])
     untrained = np.nanmean(returns[:, :3], axis=1)
     trained = np.nanmean(returns[:, -5:], axis=1)
