@@ -252,28 +252,22 @@ def make_learn(
     return learn
 
 
-def make_train(
-    config: PPOConfig,
-    env: Any,
-    env_params: Any,
-    drift: Callable[..., jax.Array],
-    on_update: Callable[[jax.Array], None] | None = None,
-) -> Callable[..., tuple[PPOState, Metrics]]:
-    """Build ``train(key, drift_params, env_params=None, hparams=None) -> (state, metrics)``.
+def make_train_stages(
+    config: PPOConfig, env: Any, env_params: Any, drift: Callable[..., jax.Array]
+) -> tuple[Callable[..., tuple[PPOState, jax.Array]], Callable[..., tuple[PPOState, Metrics]]]:
+    """``(start, advance)``: a PPO training run in two stages, so that a caller can run
+    its updates in chunks from the host (e.g. to report progress between them, which a
+    host callback inside the program would do at the price of JAX's persistent cache:
+    JAX does not cache programs with host callbacks).
 
-    ``drift(params, ratio, advantage, progress) -> drift`` is any valid drift
-    (``discovery.drift``). ``metrics`` are per update, each of shape ``[num_updates]``:
-    ``episode_return`` / ``episode_length`` (mean over episodes that ended during the
-    update's rollout, NaN if none did), ``episodes``, ``actor_loss``, ``value_loss``,
-    ``entropy``, ``drift``, ``approx_kl``. Jittable and vmappable over every argument.
+    * ``start(key, env_params=None, hparams=None) -> (state, update_keys)``: the initial
+      state and one key per update, ``[num_updates]``.
+    * ``advance(state, update_keys, drift_params, env_params=None, hparams=None) ->
+      (state, metrics)``: one PPO update per key, metrics ``[len(update_keys)]``.
 
-    ``latest_return`` is defined at every update whether or not an episode ended: the
-    mean over the rollout's steps and envs of each env's last finished episode return
-    (the running return before its first episode finishes).
-
-    ``on_update(n)``, if given, is called on the host after update ``n`` (0-based) through
-    ``jax.debug.callback``, for progress display. The update index does not depend on
-    the key or params, so under ``vmap`` over seeds it is still called once per update.
+    ``advance`` over all the keys at once is :func:`make_train`'s ``train``; over
+    consecutive slices of them it takes the same steps (the means of the losses it
+    reports may differ in the last bits: XLA reduces them in another order).
     """
     vec_env, discrete, action_dim = wrap_env(config, env, env_params, config.gamma)
     network = make_network(config, discrete, action_dim)
@@ -282,16 +276,12 @@ def make_train(
     rollout = make_rollout(vec_env, network, config.num_steps)
     learn = make_learn(config, network, drift)
 
-    def train(
-        key: jax.Array,
-        drift_params: Any,
-        env_params: Any = None,
-        hparams: PPOHyperparams | None = None,
-    ) -> tuple[PPOState, Metrics]:
+    def start(
+        key: jax.Array, env_params: Any = None, hparams: PPOHyperparams | None = None
+    ) -> tuple[PPOState, jax.Array]:
         hp = config.hyperparams() if hparams is None else hparams
         env_params = default_env_params if env_params is None else env_params
         optimizer = make_optimizer(config, hp, num_updates)
-
         key, key_reset, key_init = jax.random.split(key, 3)
         obs, env_state = vec_env.reset(key_reset, env_params)
         params = network.init(key_init, obs)
@@ -302,6 +292,18 @@ def make_train(
             obs=obs,
             update_idx=jnp.int32(0),
         )
+        return state, jax.random.split(key, num_updates)
+
+    def advance(
+        state: PPOState,
+        update_keys: jax.Array,
+        drift_params: Any,
+        env_params: Any = None,
+        hparams: PPOHyperparams | None = None,
+    ) -> tuple[PPOState, Metrics]:
+        hp = config.hyperparams() if hparams is None else hparams
+        env_params = default_env_params if env_params is None else env_params
+        optimizer = make_optimizer(config, hp, num_updates)
 
         def update(state: PPOState, key: jax.Array) -> tuple[PPOState, Metrics]:
             key_rollout, key_epochs = jax.random.split(key)
@@ -317,8 +319,6 @@ def make_train(
             metrics = {k: v.mean() for k, v in aux.items()}
             metrics |= episode_metrics(ended, ep_returns, ep_lengths)
             metrics["latest_return"] = latest.mean()
-            if on_update is not None:
-                jax.debug.callback(on_update, state.update_idx)
             state = state.replace(
                 params=params,
                 opt_state=opt_state,
@@ -328,8 +328,39 @@ def make_train(
             )
             return state, metrics
 
-        update_keys = jax.random.split(key, num_updates)
         return jax.lax.scan(update, state, update_keys)
+
+    return start, advance
+
+
+def make_train(
+    config: PPOConfig, env: Any, env_params: Any, drift: Callable[..., jax.Array]
+) -> Callable[..., tuple[PPOState, Metrics]]:
+    """Build ``train(key, drift_params, env_params=None, hparams=None) -> (state, metrics)``.
+
+    ``drift(params, ratio, advantage, progress) -> drift`` is any valid drift
+    (``discovery.drift``). ``metrics`` are per update, each of shape ``[num_updates]``:
+    ``episode_return`` / ``episode_length`` (mean over episodes that ended during the
+    update's rollout, NaN if none did), ``episodes``, ``actor_loss``, ``value_loss``,
+    ``entropy``, ``drift``, ``approx_kl``. Jittable and vmappable over every argument.
+
+    ``latest_return`` is defined at every update whether or not an episode ended: the
+    mean over the rollout's steps and envs of each env's last finished episode return
+    (the running return before its first episode finishes).
+
+    For progress reports between updates, run the two stages of
+    :func:`make_train_stages` in chunks instead.
+    """
+    start, advance = make_train_stages(config, env, env_params, drift)
+
+    def train(
+        key: jax.Array,
+        drift_params: Any,
+        env_params: Any = None,
+        hparams: PPOHyperparams | None = None,
+    ) -> tuple[PPOState, Metrics]:
+        state, update_keys = start(key, env_params, hparams)
+        return advance(state, update_keys, drift_params, env_params, hparams)
 
     return train
 

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from discovery import envs as env_registry
-from discovery.agents.ppo import PPOConfig, diverged, make_train
+from discovery.agents.ppo import PPOConfig, diverged, make_train, make_train_stages
 from discovery.drift import make_drift
 from discovery.files import dumps, write_text_atomic
 
@@ -54,28 +54,57 @@ class TrainResult:
         return np.where(self.diverged, np.nan, returns[:, -last:].mean(axis=-1))
 
 
+#: At most this many host calls per run when progress is reported (``on_update``).
+MAX_PROGRESS_CHUNKS = 1000
+
+
+def progress_chunk(num_updates: int, max_chunks: int = MAX_PROGRESS_CHUNKS) -> int:
+    """Updates per chunk: the smallest divisor of ``num_updates`` that needs at most
+    ``max_chunks`` chunks, so that every chunk is the same compiled program (a prime
+    number of updates above ``max_chunks`` runs as one chunk)."""
+    return next(d for d in range(1, num_updates + 1)
+                if num_updates % d == 0 and num_updates // d <= max_chunks)
+
+
 def train_seeds(
     config: TrainConfig,
     drift_params: Any = None,
     on_update: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Train ``config.seeds`` agents in one ``jit(vmap(train))`` call.
+    """Train ``config.seeds`` agents, vmapped over seeds, in one jitted program.
 
-    ``on_update(n)`` is called on the host as update ``n`` finishes (for progress bars).
+    With ``on_update(n)`` (for progress bars) the updates run in equal chunks of one
+    compiled program (:func:`progress_chunk`, from :func:`make_train_stages`) and
+    ``on_update`` is called on the host after each chunk with the last update done
+    (0-based): the same experience and returns as without, the loss means to float
+    rounding. Programs without host callbacks are what JAX's persistent cache keeps, so
+    a second identical run skips compiling.
     """
     env, env_params = env_registry.make(config.env)
     drift = make_drift(config.drift)
     if drift_params is None:
         drift_params = drift.init(jax.random.key(config.seed))
-    callback = None if on_update is None else (lambda n: on_update(int(n)))
-    train = make_train(config.ppo, env, env_params, drift, on_update=callback)
     keys = jax.random.split(jax.random.key(config.seed), config.seeds)
+    if on_update is None:
+        train = make_train(config.ppo, env, env_params, drift)
 
-    def train_one(key, drift_params):
-        state, metrics = train(key, drift_params)
-        return metrics, diverged(state, metrics)
+        def train_one(key, drift_params):
+            state, metrics = train(key, drift_params)
+            return metrics, diverged(state, metrics)
 
-    metrics, failed = jax.jit(jax.vmap(train_one, in_axes=(0, None)))(keys, drift_params)
+        metrics, failed = jax.jit(jax.vmap(train_one, in_axes=(0, None)))(keys, drift_params)
+    else:
+        start, advance = make_train_stages(config.ppo, env, env_params, drift)
+        state, update_keys = jax.jit(jax.vmap(start))(keys)
+        step = jax.jit(jax.vmap(advance, in_axes=(0, 0, None)))
+        chunk = progress_chunk(config.ppo.num_updates)
+        parts = []
+        for first in range(0, config.ppo.num_updates, chunk):
+            state, part = step(state, update_keys[:, first:first + chunk], drift_params)
+            parts.append(part)
+            on_update(first + chunk - 1)
+        metrics = jax.tree.map(lambda *chunks: np.concatenate(chunks, axis=1), *parts)
+        failed = jax.jit(jax.vmap(diverged))(state, metrics)
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
     steps = np.arange(1, config.ppo.num_updates + 1) * config.ppo.steps_per_update
     return TrainResult(metrics, steps, np.asarray(failed))

@@ -4,6 +4,8 @@ Thresholds come from REFERENCE.md ("Baselines to match"): PPO on CartPole-v1 wit
 purejaxrl config reaches a mean return >= 475 at the end on every seed.
 """
 
+from dataclasses import replace
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,7 @@ import pytest
 from discovery import envs
 from discovery.agents.ppo import PPOConfig, make_train
 from discovery.drift import make_drift, make_drift_choice
+from discovery.train import TrainConfig, progress_chunk, train_seeds
 
 CARTPOLE_THRESHOLD = 475.0  # REFERENCE.md: every seed, end of training
 
@@ -164,13 +167,21 @@ def test_bad_config_is_rejected():
         PPOConfig(num_envs=4, num_steps=128, total_timesteps=100)
 
 
-def test_on_update_callback_reports_every_update(tiny_cartpole):
-    env, env_params = tiny_cartpole
-    drift = make_drift("ppo")
+def test_progress_runs_the_updates_in_chunks_with_the_same_numbers():
+    """``discover train``'s progress bar: the updates run in equal chunks from the host
+    (no host callback inside the program, so JAX's persistent cache keeps it), and the
+    experience is that of one whole run; the loss means differ by float rounding only
+    (XLA reduces them in another order in the smaller program)."""
+    config = TrainConfig(env="CartPole-v1", drift="dpo", seeds=2,
+                         ppo=replace(TINY, total_timesteps=TINY.steps_per_update * 6))
     seen = []
-    train = make_train(TINY, env, env_params, drift, on_update=lambda n: seen.append(int(n)))
-    keys = jax.random.split(jax.random.key(0), 2)
-    jax.block_until_ready(jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, drift.init(keys[0])))
-    jax.effects_barrier()
-    # The update index is the same for every seed, so vmap calls back once per update.
-    assert sorted(seen) == list(range(TINY.num_updates))
+    chunked = train_seeds(config, on_update=seen.append)
+    whole = train_seeds(config)
+    assert progress_chunk(6, max_chunks=3) == 2 and progress_chunk(7, max_chunks=3) == 7
+    assert seen == list(range(config.ppo.num_updates))  # 6 updates: chunks of 1
+    for name in ("episode_return", "episode_length", "episodes", "latest_return", "entropy"):
+        np.testing.assert_array_equal(chunked.metrics[name], whole.metrics[name], err_msg=name)
+    for name in ("actor_loss", "value_loss", "drift", "approx_kl"):
+        np.testing.assert_allclose(chunked.metrics[name], whole.metrics[name], rtol=1e-4,
+                                   atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(chunked.diverged, whole.diverged)
