@@ -2,8 +2,10 @@
 
 An entry is a folder ``<zoo_dir>/<name>/`` holding ``params.msgpack`` (flax msgpack of
 the params' state dict, NumPy leaves) and ``manifest.json``: the format and its
-version, the kind (``"drift"`` or ``"objective"``), how to rebuild the component (a drift's
-``make_drift`` name and keyword arguments, or an :class:`ObjectiveConfig` as a dict), the
+version, the kind (a key of the component registry: ``"drift"``, ``"objective"``,
+``"advantage"``), how to rebuild the component (its registry recipe: a drift's
+``make_drift`` name and keyword arguments, an :class:`ObjectiveConfig` as a dict, an
+advantage transformation's kind and width), the
 SHA-256 and leaf shapes of the params, the behaviour hash, and where they came from (run,
 seed, generations, meta-optimiser, full config, the run's ``summary.json``, export time,
 git commit). Both files are written atomically, the manifest last, so a folder with a
