@@ -33,7 +33,7 @@ from discovery import drift_training, meta_run
 from discovery.components import RecipeError
 from discovery.drift import Drift, ppo_clip_drift
 from discovery.drift_training import MetaTrainConfig
-from discovery.pipeline import BuiltRun, MetaTrainResult
+from discovery.pipeline import BuiltRun, MetaTrainResult, meta_optimizer_name
 from discovery.plots import pyplot
 
 Params = dict[str, jax.Array]
@@ -110,7 +110,7 @@ class AdvantageMetaTrainConfig(MetaTrainConfig):
 
 def recipe_of(config: AdvantageMetaTrainConfig) -> tuple[dict[str, Any], str]:
     """``(recipe, meta-optimiser)`` of the transformation a run of ``config`` discovers."""
-    optimizer = "metagrad" if config.optimizer == "metagrad" else f"es/{config.es.strategy}"
+    optimizer = meta_optimizer_name(config)
     clip_eps = inspect.signature(make_advantage_drift).parameters["clip_eps"].default
     recipe = {"kind": config.learned_name, "hidden": config.hidden, "clip_eps": clip_eps}
     return recipe, optimizer

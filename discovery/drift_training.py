@@ -40,7 +40,7 @@ from discovery.meta.curricula import CurriculumConfig, make_curriculum
 from discovery.meta.es import ESConfig, make_es
 from discovery.meta.metagrad import MetaGradConfig, make_metagrad
 from discovery.meta.optimizers import es_optimizer, metagrad_optimizer, population_devices
-from discovery.pipeline import BuiltRun
+from discovery.pipeline import BuiltRun, meta_optimizer_name
 from discovery.tasks import TASK_DRIFT_KWARGS, DriftTaskConfig, make_drift_task, ppo_params_for
 
 # Level scores computed by the agents' critics, which only meta-gradient training has.
@@ -142,7 +142,7 @@ def drift_recipe(drift: str) -> dict[str, Any]:
 
 def recipe_of(config: MetaTrainConfig) -> tuple[dict[str, Any], str]:
     """``(recipe, meta-optimiser)`` of the drift a run of ``config`` discovers, for the zoo."""
-    optimizer = "metagrad" if config.optimizer == "metagrad" else f"es/{config.es.strategy}"
+    optimizer = meta_optimizer_name(config)
     return drift_recipe(config.task.drift), optimizer
 
 

@@ -42,7 +42,7 @@ from discovery.meta.es import ESConfig, make_es
 from discovery.meta.metagrad import MetaGradConfig, make_metagrad
 from discovery.meta.optimizers import es_optimizer, metagrad_optimizer, population_devices
 from discovery.objective import Objective, ObjectiveConfig, make_objective
-from discovery.pipeline import BuiltRun
+from discovery.pipeline import BuiltRun, meta_optimizer_name
 
 
 def _small_metagrad() -> MetaGradConfig:
@@ -137,7 +137,7 @@ def steps_per_generation(config: ObjectiveMetaTrainConfig) -> int:
 
 def recipe_of(config: ObjectiveMetaTrainConfig) -> tuple[dict[str, Any], str]:
     """``(recipe, meta-optimiser)`` of the objective a run of ``config`` discovers."""
-    optimizer = "metagrad" if config.optimizer == "metagrad" else f"es/{config.es.strategy}"
+    optimizer = meta_optimizer_name(config)
     return to_dict(config.objective), optimizer
 
 

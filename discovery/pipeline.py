@@ -83,6 +83,11 @@ class MetaTrainResult:
         return self.built.component
 
 
+def meta_optimizer_name(config: Any) -> str:
+    """How the zoo names the meta-optimiser of a run: ``metagrad`` or ``es/<strategy>``."""
+    return "metagrad" if config.optimizer == "metagrad" else f"es/{config.es.strategy}"
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_build(config: Any) -> BuiltRun:
     from discovery.components import component_of
