@@ -11,6 +11,7 @@ few hundred tiny eager-op programs (about 13% of the suite's compile time, stop 
 
 import os
 import shutil
+import sys
 import tempfile
 
 import pytest
@@ -55,6 +56,15 @@ RUN_OPTIMISED = {"xla_backend_optimization_level": 2, "xla_cpu_use_fusion_emitte
 def run_optimised() -> dict:
     """``jax.jit(..., compiler_options=run_optimised)`` for a program that runs long."""
     return dict(RUN_OPTIMISED)
+
+
+@pytest.fixture(scope="session")
+def discover_script() -> str:
+    """The ``discover`` console script installed beside this Python (for tests that run
+    the CLI as its own process)."""
+    script = shutil.which("discover", path=os.path.dirname(sys.executable))
+    assert script, "the discover console script is not installed beside this Python"
+    return script
 
 
 def pytest_unconfigure(config):

@@ -1,9 +1,7 @@
 """The README's main command: the default meta-training run learns and writes its results."""
 
 import os
-import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from discovery.files import loads_strict
 
 
 @pytest.mark.slow
-def test_default_meta_training_runs_and_writes_strict_results(tmp_path):
+def test_default_meta_training_runs_and_writes_strict_results(tmp_path, discover_script):
     """The README's main command, shortened to 2 generations (the same code path).
 
     Whether the discovered drift beats PPO-clip hinges on one noisy ES run whose
@@ -23,10 +21,9 @@ def test_default_meta_training_runs_and_writes_strict_results(tmp_path):
     """
     # Its own process, at the run speed of the suite's former flags (level 1): the demo
     # runs as long as it compiles, which level 0 would slow (tests/conftest.py).
-    discover = shutil.which("discover", path=os.path.dirname(sys.executable))
     flags = os.environ["XLA_FLAGS"].replace("optimization_level=0", "optimization_level=1")
     done = subprocess.run(
-        [discover, "demo", "--runs-dir", str(tmp_path), "--set", "generations=2"],
+        [discover_script, "demo", "--runs-dir", str(tmp_path), "--set", "generations=2"],
         env=dict(os.environ, XLA_FLAGS=flags), capture_output=True, text=True, timeout=500,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -4,10 +4,8 @@ gives the same metrics as one process."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import sys
 
 import pytest
 
@@ -31,15 +29,13 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(400)
-def test_two_processes_give_the_metrics_of_one(tmp_path):
-    discover = shutil.which("discover", path=os.path.dirname(sys.executable))
-    assert discover, "the discover console script is not installed beside this Python"
+def test_two_processes_give_the_metrics_of_one(tmp_path, discover_script):
     port = _free_port()
     processes = []
     for process_id in range(2):
         env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                    JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(process_id))
-        argv = [discover, "meta-train", "configs/lpo_cartpole.yaml", "--name", "run",
+        argv = [discover_script, "meta-train", "configs/lpo_cartpole.yaml", "--name", "run",
                 "--runs-dir", str(tmp_path / f"process{process_id}"), *TINY]
         processes.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True))
