@@ -129,6 +129,8 @@ def write_objective_results(
 
     summary = {
         "name": config.name,
+        "component": config.component,
+        "learned": config.objective.kind,
         "objective": config.objective.kind,
         "optimizer": config.optimizer,
         "generations": len(history),

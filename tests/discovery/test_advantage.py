@@ -1,7 +1,7 @@
 """The third learnable component, a learned advantage transformation: its surrogate
-reaches PPO exactly through the drift argument, and it runs through the same pipeline as
-drifts (meta-training by ES and by meta-gradients with a curriculum, exact resume, the
-results writer, the zoo and held-out evaluation)."""
+reaches PPO exactly through the drift argument, and what is particular to it in the
+shared pipeline (its results and zoo entry, and a meta-gradient that is nonzero from the
+start). Every optimiser x curriculum with exact resume: tests/test_contracts.py."""
 
 from dataclasses import replace
 
@@ -11,32 +11,22 @@ import numpy as np
 import pytest
 
 from discovery.advantage import (
-    AdvantageMetaTrainConfig,
     make_advantage_drift,
     make_advantage_transform,
 )
-from discovery.agents.ppo import PPOConfig, make_train
+from discovery.agents.ppo import make_train
 from discovery.components import COMPONENTS
 from discovery.config import save_config
 from discovery.drift import make_drift, ppo_clip_drift
 from discovery.envs import make as make_env
 from discovery.evaluate import EvaluateConfig
-from discovery.meta.curricula import CurriculumConfig
-from discovery.meta.es import ESConfig
-from discovery.meta.metagrad import MetaGradConfig
-from discovery.meta.plr import PLRConfig
-from discovery.tasks import DriftTaskConfig, ppo_params_for
+from discovery.pipeline import meta_train
+from discovery.tasks import ppo_params_for
 from discovery.zoo import export_run, load
-from tests.resume import killed_and_resumed, logged_records
+from tests.resume import logged_records
+from tests.toys import TINY_ADVANTAGE, TINY_PPO, toy_config
 
-TINY_PPO = PPOConfig(num_envs=2, num_steps=16, total_timesteps=64, num_minibatches=2,
-                     update_epochs=1)
-TINY = AdvantageMetaTrainConfig(
-    name="tiny-lat", generations=2, checkpoint_every=1,
-    task=DriftTaskConfig(envs=("CartPole-v1",), seeds=1, ppo=TINY_PPO, normalise="none",
-                         baseline_seeds=2),
-    es=ESConfig(population_size=4),
-)
+TINY = TINY_ADVANTAGE
 
 
 def _moved(params):
@@ -97,30 +87,30 @@ def test_a_drift_name_in_an_advantage_run_is_refused():
 
 
 @pytest.mark.timeout(400)
-def test_es_run_resumes_exactly_and_goes_through_the_zoo_to_held_out_evaluation(tmp_path):
-    straight, resumed = killed_and_resumed(TINY, tmp_path, stop_after=1)
-    records = logged_records(tmp_path / "straight")
+def test_es_run_goes_through_the_zoo_to_held_out_evaluation(tmp_path):
+    result = meta_train(TINY, tmp_path / "run")
+    records = logged_records(tmp_path / "run")
     # (Whether ES moves the params here depends on the host: agents this short often
     # tie, and ES rightly takes no step on tied fitness. The test below shows that the
     # params change what PPO learns.)
     assert len(records) == 2 and all(r["num_nonfinite"] == 0 for r in records)
 
     component = COMPONENTS["advantage"]
-    summary = component.write_results(resumed, TINY)
+    summary = component.write_results(result, TINY)
     assert summary["component"] == "advantage" and summary["learned"] == "lat"
     assert summary["plot"] == "advantage.png"
-    assert (tmp_path / "killed" / "advantage.png").stat().st_size > 0
+    assert (tmp_path / "run" / "advantage.png").stat().st_size > 0
     for method in ("learned", "ppo"):
         assert summary["evaluation"][f"{method}_seeds"] == [16]
         assert np.isfinite(summary["evaluation"][f"{method}_mean_return"][0])
 
-    save_config(TINY, tmp_path / "killed" / "config.yaml")  # as discover meta-train does
-    entry = load(export_run(tmp_path / "killed", "my-lat", zoo_dir=tmp_path / "zoo"))
+    save_config(TINY, tmp_path / "run" / "config.yaml")  # as discover meta-train does
+    entry = load(export_run(tmp_path / "run", "my-lat", zoo_dir=tmp_path / "zoo"))
     assert entry.kind == "advantage"
     ratio, advantage = jnp.linspace(0.5, 1.5, 9), jnp.linspace(-2.0, 2.0, 9)
     np.testing.assert_array_equal(
         entry.component()(entry.params, ratio, advantage, 0.5),
-        resumed.component(resumed.params, ratio, advantage, 0.5),
+        result.component(result.params, ratio, advantage, 0.5),
     )
     held_out = component.held_out(entry, EvaluateConfig(seeds=2, horizons=(1.0,)))
     curves = held_out.results[1.0]["CartPole-v1"]
@@ -128,16 +118,10 @@ def test_es_run_resumes_exactly_and_goes_through_the_zoo_to_held_out_evaluation(
 
 
 @pytest.mark.timeout(400)
-def test_meta_gradients_with_plr_resume_exactly(tmp_path):
-    """Advantage x meta-gradients x PLR by algorithmic regret against PPO-clip: the
-    meta-gradient flows through K PPO updates into the transformation (unlike LPO at
-    PPO-clip, its gradient is nonzero from the start: ``r f(A)`` depends on ``f``)."""
-    config = replace(
-        TINY, generations=2, optimizer="metagrad",
-        curriculum=CurriculumConfig(kind="plr", plr=PLRConfig(buffer_size=4)),
-        metagrad=MetaGradConfig(num_agents=2, num_minibatches=1, unroll=2, lr=1e-2,
-                                lifetime_min=3, lifetime_max=3),
-    )
-    killed_and_resumed(config, tmp_path, stop_after=1)
-    records = logged_records(tmp_path / "straight")
+def test_meta_gradients_reach_the_transformation_from_the_start(tmp_path):
+    """Advantage x meta-gradients x PLR by algorithmic regret against PPO-clip (the
+    contract tests' toy run): the meta-gradient flows through K PPO updates into the
+    transformation and, unlike LPO's at PPO-clip, is nonzero from the start (``r f(A)``
+    depends on ``f``)."""
+    records = meta_train(toy_config("advantage", "metagrad", "plr"), tmp_path / "run").history
     assert all(r["nonfinite_chunks"] == 0 and r["grad_norm"] > 0 for r in records)

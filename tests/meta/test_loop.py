@@ -15,31 +15,16 @@ import numpy as np
 import pytest
 
 from discovery import meta  # noqa: F401  (sets XLA_FLAGS)
-from discovery.agents.ppo import PPOConfig
 from discovery.components import COMPONENTS
 from discovery.drift_training import MetaTrainConfig
-from discovery.meta.alp_gmm import ALPGMMConfig
 from discovery.meta.curricula import CurriculumConfig
 from discovery.meta.es import ESConfig, make_es
-from discovery.meta.metagrad import MetaGradConfig
 from discovery.meta.optimizers import LoopState, es_optimizer
-from discovery.meta.plr import PLRConfig
 from discovery.pipeline import meta_train
-from discovery.tasks import DriftTaskConfig
 from tests.resume import killed_and_resumed, logged_records
+from tests.toys import TINY_DRIFT, TINY_PPO, toy_config
 
-TINY_PPO = PPOConfig(num_envs=2, num_steps=16, total_timesteps=64, num_minibatches=2,
-                     update_epochs=1)
-TINY = MetaTrainConfig(
-    name="tiny",
-    generations=4,
-    # Agents this short are no better than random play: raw returns, no normaliser.
-    task=DriftTaskConfig(envs=("CartPole-v1",), seeds=1, ppo=TINY_PPO, normalise="none"),
-    es=ESConfig(population_size=4),
-    checkpoint_every=1,
-)
-
-
+TINY = TINY_DRIFT
 
 
 def test_resume_equals_uninterrupted(tmp_path):
@@ -227,56 +212,19 @@ def test_a_diverged_ppo_baseline_is_refused_before_meta_training():
         make_drift_task(config, jax.random.key(0))
 
 
-# A drift discovered over CartPole's physics: the curriculum draws one level per seed,
-# PPO-clip trains beside the population on each for algorithmic regret.
-DRIFT_CURRICULA = {
-    "plr": CurriculumConfig(kind="plr", plr=PLRConfig(buffer_size=4)),
-    "alp_gmm": CurriculumConfig(
-        kind="alp_gmm", score="return",
-        alp_gmm=ALPGMMConfig(fit_every=1, fit_window=2, history_size=8, min_components=1,
-                             max_components=2),
-    ),
-}
-
-
-def test_a_drift_meta_trained_over_levels_resumes_exactly(tmp_path):
-    config = replace(TINY, generations=2, task=replace(TINY.task, seeds=2),
-                     curriculum=DRIFT_CURRICULA["plr"])
-    killed_and_resumed(config, tmp_path, stop_after=1)
-    records = logged_records(tmp_path / "straight")
-    # Every generation scores its two levels (one agent per level and member), against
-    # PPO-clip trained on the same levels.
-    assert [r["levels_finished"] for r in records] == [2, 2]
-    assert all(np.isfinite(r["fitness_mean"]) for r in records)
-    assert np.isfinite(records[-1]["level_algorithmic_regret"])
-    assert records[-1]["curriculum_fill"] > 0
-
-
-def test_alp_gmm_proposes_drift_levels_from_the_returns(tmp_path):
-    config = replace(TINY, generations=2, task=replace(TINY.task, seeds=2),
-                     curriculum=DRIFT_CURRICULA["alp_gmm"])
-    records = meta_train(config, tmp_path / "run").history
-    assert [r["levels_finished"] for r in records] == [2, 2]
-    assert records[-1]["curriculum_tasks"] > 0 and np.isfinite(records[-1]["level_return"])
-
-
 @pytest.mark.timeout(400)
 def test_a_drift_meta_trained_by_meta_gradients_resumes_exactly_and_is_evaluated(tmp_path):
     """Drift x meta-gradients x PLR by algorithmic regret: PPO agents on CartPole's
     physics take K=2 updates with the drift, the meta-gradient flows back through them,
-    and PPO-clip trains beside each agent on its level. TINY's task, so the baseline and
-    evaluation programs are the ES tests' (compilation-cache hits)."""
+    and PPO-clip trains beside each agent on its level. The contract tests' toy run
+    (tests/test_contracts.py), so its programs are compilation-cache hits."""
     # An aggressive PPO learning rate (a traced hyperparameter: same programs), so that
     # ratios leave PPO-clip's range: the drift starts at PPO-clip, whose gradient with
     # respect to the drift network is exactly zero until they do. Measured over 6 seeds x
     # 3 generations: at lr 1e-2 half the seeds got a zero meta-gradient in every
     # generation; at 3e-2 and 1e-1 every generation of every seed got a nonzero one.
-    task = replace(TINY.task, ppo=replace(TINY_PPO, lr=3e-2))
-    config = replace(
-        TINY, generations=3, optimizer="metagrad", curriculum=DRIFT_CURRICULA["plr"], task=task,
-        metagrad=MetaGradConfig(num_agents=2, num_minibatches=1, unroll=2, lr=1e-2,
-                                lifetime_min=3, lifetime_max=3),
-    )
+    config = toy_config("drift", "metagrad", "plr", generations=3)
+    config = replace(config, task=replace(config.task, ppo=replace(TINY_PPO, lr=3e-2)))
     straight, resumed = killed_and_resumed(config, tmp_path, stop_after=2)
     records = logged_records(tmp_path / "straight")
     assert all(r["nonfinite_chunks"] == 0 and np.isfinite(r["grad_norm"]) for r in records)

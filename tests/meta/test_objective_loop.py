@@ -9,36 +9,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from discovery.agents.lpg_agent import LPGAgentConfig
 from discovery.config import load_config
-from discovery.lpg_task import LevelsConfig, ObjectiveTaskConfig
 from discovery.meta.alp_gmm import ALPGMMConfig
 from discovery.meta.curricula import CurriculumConfig
-from discovery.meta.es import ESConfig
-from discovery.meta.metagrad import MetaGradConfig
 from discovery.meta.plr import PLRConfig
 from discovery.objective import ObjectiveConfig
 from discovery.objective_training import ObjectiveMetaTrainConfig
 from discovery.pipeline import meta_train
 from tests.resume import killed_and_resumed, logged_records
+from tests.toys import TINY_OBJECTIVE
 
-TINY = ObjectiveMetaTrainConfig(
-    name="tiny",
-    generations=4,
-    checkpoint_every=2,
-    objective=ObjectiveConfig(prediction_size=4, hidden_size=8),
-    agent=LPGAgentConfig(num_envs=4, rollout_len=5),
-    levels=LevelsConfig(max_size=4, max_objects=1, held_out=("sparse",)),
-    metagrad=MetaGradConfig(
-        num_agents=4, num_minibatches=2, unroll=2, lifetime_min=6, lifetime_max=6, lr=1e-3
-    ),
-    es=ESConfig(population_size=4, sigma_init=0.1),
-    es_task=ObjectiveTaskConfig(agents=2, lifetime_min=3, lifetime_max=6),
-    eval_seeds=2,
-    eval_lifetime=5,
-)
-
-
+TINY = TINY_OBJECTIVE
 
 
 CURRICULA = {
@@ -54,30 +35,23 @@ CURRICULA = {
 }
 
 
-# Meta-gradients with DR run the same loop as with PLR (minus the curriculum state that
-# metagrad-plr checks too), so that pair is left out to keep the suite's time down; ES
-# with DR takes a branch of its own (no curriculum) and stays.
-@pytest.mark.parametrize(
-    "optimizer, curriculum",
-    [("es", "dr"), ("metagrad", "plr"), ("metagrad", "alp_gmm"), ("es", "plr")],
-)
-def test_a_killed_run_resumes_exactly(tmp_path, optimizer, curriculum):
-    config = replace(TINY, optimizer=optimizer, curriculum=CURRICULA[curriculum])
-    if curriculum != "dr" and optimizer == "metagrad":
-        # Long enough for levels to finish, be scored, and be replayed.
-        config = replace(config, generations=8, checkpoint_every=3)
-    # The kill leaves a checkpoint behind the last logged generation; the log is cut back.
-    # The curriculum's state comes back from the checkpoint, not from scratch.
+# Every combination runs two generations and resumes in tests/test_contracts.py; here
+# meta-gradient runs long enough (8 generations, killed after a checkpoint 1 behind) for
+# lifetimes to end, levels to be scored and replayed, and the curriculum's state to come
+# back from the checkpoint, not from scratch.
+@pytest.mark.parametrize("curriculum", ["plr", "alp_gmm"])
+def test_a_killed_curriculum_run_resumes_exactly(tmp_path, curriculum):
+    config = replace(TINY, optimizer="metagrad", curriculum=CURRICULA[curriculum],
+                     generations=8, checkpoint_every=3)
     killed_and_resumed(config, tmp_path, stop_after=config.generations - 1)
-    assert len(logged_records(tmp_path / "straight")) == config.generations
-    if curriculum != "dr":
-        last = logged_records(tmp_path / "straight")[-1]
-        assert sum(r["levels_finished"] for r in logged_records(tmp_path / "straight")) > 0
-        if curriculum == "plr":
-            assert last["curriculum_fill"] > 0
-            assert np.isfinite(last["curriculum_score_mean"])
-        else:
-            assert last["curriculum_tasks"] > 0
+    records = logged_records(tmp_path / "straight")
+    assert len(records) == config.generations
+    assert sum(r["levels_finished"] for r in records) > 0
+    if curriculum == "plr":
+        assert records[-1]["curriculum_fill"] > 0
+        assert np.isfinite(records[-1]["curriculum_score_mean"])
+    else:
+        assert records[-1]["curriculum_tasks"] > 0
 
 
 def test_critic_scores_need_metagrad():
