@@ -23,6 +23,16 @@ def pyplot():
     return plt
 
 
+def _finish(plt: Any, fig: Any, ax: Any, title: str, path: Path, legend: str) -> Path:
+    """Title and legend on ``ax``, then ``fig`` saved to ``path`` and closed."""
+    ax.set_title(title)
+    ax.legend(loc=legend)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curve(
     env_steps: np.ndarray, returns: np.ndarray, path: Path, title: str = ""
 ) -> Path:
@@ -37,12 +47,7 @@ def plot_learning_curve(
     )
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, title, path, legend="lower right")
 
 
 def plot_fitness(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path:
@@ -63,12 +68,7 @@ def plot_fitness(history: Sequence[Mapping[str, Any]], path: Path, title: str = 
     ax.axhline(1.0, color="k", ls="--", lw=0.8, label="PPO-clip (normalised)")
     ax.set_xlabel("generation")
     ax.set_ylabel("normalised fitness")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, title, path, legend="lower right")
 
 
 def plot_drifts(
@@ -116,9 +116,4 @@ def plot_metric_history(
         ax.plot(generations[9:], smooth, label="running mean (10)")
     ax.set_xlabel("generation")
     ax.set_ylabel(metric)
-    ax.set_title(title)
-    ax.legend(loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, title, path, legend="best")
