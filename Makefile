@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint benchmark
+.PHONY: install demo test lint benchmark bench-gpu
 
 $(BIN)/discover: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,3 +24,7 @@ test: install
 
 benchmark: install
 	$(BIN)/python benchmarks/ppo_throughput.py
+
+# The GPU suite (BENCHMARKS.md): under 10 minutes on one GPU; `--toy` runs anywhere.
+bench-gpu: install
+	$(BIN)/python benchmarks/gpu_suite.py

@@ -199,15 +199,15 @@ def make_learn(
     ``[epochs, minibatches]``. Differentiable in ``drift_params``."""
 
     def loss_fn(params, batch, drift_params, progress, hp: PPOHyperparams):
-        traj, advantage, target = batch
-        policy, value = network.apply(params, traj.obs)
-        log_prob = policy.log_prob(traj.action)
-        ratio = jnp.exp(log_prob - traj.log_prob)
+        obs, action, old_log_prob, old_value, advantage, target = batch
+        policy, value = network.apply(params, obs)
+        log_prob = policy.log_prob(action)
+        ratio = jnp.exp(log_prob - old_log_prob)
         if config.normalize_advantage:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
         drift_value = drift(drift_params, ratio, advantage, progress)
         actor_loss = -jnp.mean(ratio * advantage - drift_value)
-        value_clipped = traj.value + jnp.clip(value - traj.value, -hp.vf_clip, hp.vf_clip)
+        value_clipped = old_value + jnp.clip(value - old_value, -hp.vf_clip, hp.vf_clip)
         value_loss = 0.5 * jnp.mean(
             jnp.maximum((value - target) ** 2, (value_clipped - target) ** 2)
         )
@@ -226,7 +226,9 @@ def make_learn(
 
     def learn(params, opt_state, optimizer, traj: Transition, key, drift_params, progress, hp):
         advantage, target = critic_gae(network, params, traj, hp.gamma, hp.gae_lambda)
-        batch = (traj, advantage, target)
+        # Only what the loss reads is shuffled into minibatches (not the rewards, flags
+        # or next observations: on MinAtar those would double the gather).
+        batch = (traj.obs, traj.action, traj.log_prob, traj.value, advantage, target)
         batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
 
         def minibatch_step(carry, minibatch):
