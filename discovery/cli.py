@@ -191,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(interpret)
 
     sub.add_parser("envs", help="list environment names")
+
+    reproduce = sub.add_parser(
+        "reproduce", help="reproduce a seed paper's claim in resumable pieces (RESULTS.md)"
+    )
+    reproduce.add_argument("claim", nargs="?", default=None, help="a claim (see --list)")
+    reproduce.add_argument("--scale", default="cpu", help="toy | cpu (default) | paper")
+    reproduce.add_argument("--piece", action="append", default=[],
+                           help="run only this piece (repeatable; see the claim's report)")
+    reproduce.add_argument("--results", default="results", help="results folder root")
+    reproduce.add_argument("--list", action="store_true", help="list the claims")
+    reproduce.add_argument("--report", action="store_true",
+                           help="rewrite RESULTS.md from the results folders")
+    reproduce.add_argument("--page", default="RESULTS.md", help="the page --report writes")
     return parser
 
 
@@ -458,6 +471,27 @@ def _interpret(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from discovery import reproduce
+
+    if args.list:
+        for name in reproduce.CLAIMS:
+            print(f"{name}: {reproduce.claim_module(name).TITLE}")
+        return 0
+    if args.report:
+        print(f"wrote {reproduce.write_results_page(Path(args.results), Path(args.page))}")
+        return 0
+    if args.claim is None:
+        raise ConfigError(f"claim: give one of {', '.join(reproduce.CLAIMS)} (or --list)")
+    try:
+        result = reproduce.reproduce(args.claim, args.scale, Path(args.results),
+                                     tuple(args.piece))
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    print(f"verdict: {result.verdict}")
+    return 0
+
+
 def _list_envs() -> int:
     for name in envs.list_envs():
         print(name)
@@ -481,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "zoo": _zoo,
         "interpret": _interpret,
         "envs": lambda a: _list_envs(),
+        "reproduce": _reproduce,
     }
     try:
         if getattr(args, "track", ""):

@@ -1,0 +1,136 @@
+"""`discover reproduce NAME`: one published claim end to end, in resumable pieces, and
+RESULTS.md generated from the results folders.
+
+A claim is split into pieces of at most about 30 minutes on a 2-core CPU (a game, a
+seed group, a meta-seed). Each piece writes its raw record, strict JSON, atomically, to
+``results/<claim>/<scale>/pieces/<piece>.json``; a rerun skips the pieces whose record
+is there, so a claim completes over several sittings and nothing is lost when one ends.
+After the pieces, the claim's report (a markdown table with 95% bootstrap CIs over
+seeds, a plot, and a one-sentence verdict) is written beside them as ``report.md``,
+``report.json`` and ``<claim>.png``, from the records alone. ``discover reproduce
+--report`` rewrites RESULTS.md from every results folder (byte for byte the same for the
+same records). Scales: ``toy`` (seconds, what CI runs), ``cpu`` (the default: the
+largest a 2-core CPU allows in a few hours) and ``paper`` (the published settings, for a
+GPU).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from discovery.files import write_json, write_text_atomic
+
+SCALES = ("toy", "cpu", "paper")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One resumable unit of a claim: ``run() -> record`` (strict-JSON-able)."""
+
+    name: str
+    run: Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Report:
+    """A claim's result at one scale: the markdown section for RESULTS.md, the plot it
+    shows (written by ``plot``), the machine-readable summary, and the verdict."""
+
+    markdown: str
+    summary: dict[str, Any]
+    verdict: str
+    plot: Callable[[Path], None] | None = None
+
+
+#: name -> module defining ``TITLE``, ``pieces(scale)`` and ``report(records, scale)``.
+CLAIMS = {
+    "dpo-vs-ppo-minatar": "discovery.claims_dpo_minatar",
+}
+
+
+def claim_module(name: str) -> Any:
+    if name not in CLAIMS:
+        raise ValueError(f"claim: got {name!r}; allowed: {', '.join(CLAIMS)}")
+    return importlib.import_module(CLAIMS[name])
+
+
+def claim_dir(results: Path, name: str, scale: str) -> Path:
+    return Path(results) / name / scale
+
+
+def read_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """The finished pieces' records of a results folder, by piece name (sorted)."""
+    import json
+
+    pieces = folder / "pieces"
+    if not pieces.is_dir():
+        return {}
+    return {path.stem.replace("__", "/"): json.loads(path.read_text())
+            for path in sorted(pieces.glob("*.json"))}
+
+
+def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
+              only: tuple[str, ...] = (), log: Callable[[str], None] = print) -> Report:
+    """Run the pieces of claim ``name`` at ``scale`` that have no record yet (``only``:
+    just those pieces), then write its report from every record there."""
+    if scale not in SCALES:
+        raise ValueError(f"scale: got {scale!r}; allowed: {', '.join(SCALES)}")
+    module = claim_module(name)
+    folder = claim_dir(results, name, scale)
+    pieces = module.pieces(scale)
+    known = [piece.name for piece in pieces]
+    for piece_name in only:
+        if piece_name not in known:
+            raise ValueError(f"piece: got {piece_name!r}; allowed: {', '.join(known)}")
+    for piece in pieces:
+        path = folder / "pieces" / f"{piece.name.replace('/', '__')}.json"
+        if path.exists() or (only and piece.name not in only):
+            continue
+        log(f"{name} [{scale}]: running {piece.name}")
+        tic = time.perf_counter()
+        record = piece.run()
+        record["wall_time_s"] = round(time.perf_counter() - tic, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, record)
+        log(f"{name} [{scale}]: {piece.name} done in {record['wall_time_s']:.0f} s")
+    return write_report(name, scale, results)
+
+
+def write_report(name: str, scale: str, results: Path = Path("results")) -> Report:
+    """The claim's report from the records in its results folder, written beside them."""
+    module = claim_module(name)
+    folder = claim_dir(results, name, scale)
+    records = read_records(folder)
+    expected = [piece.name for piece in module.pieces(scale)]
+    report = module.report(records, scale, expected)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / "report.md", report.markdown)
+    write_json(folder / "report.json", {**report.summary, "verdict": report.verdict})
+    if report.plot is not None and records:
+        report.plot(folder / f"{name}.png")
+    return report
+
+
+def write_results_page(results: Path = Path("results"), page: Path = Path("RESULTS.md")) -> Path:
+    """RESULTS.md from every claim's results folders (its report sections, in the order
+    of :data:`CLAIMS`, larger scales first); the same records give the same bytes."""
+    sections = [
+        "# Results: the seed papers' claims, reproduced with Discovery\n",
+        "Generated by `discover reproduce --report` from the folders under `results/`; "
+        "each claim runs with `discover reproduce NAME [--scale toy|cpu|paper]`. A "
+        "verdict says whether the claim holds at the scale run, with the 95% bootstrap "
+        "CI that decides it; a claim that does not hold is reported as such.\n",
+    ]
+    for name in CLAIMS:
+        module = claim_module(name)
+        for scale in ("paper", "cpu"):
+            folder = claim_dir(results, name, scale)
+            if (folder / "pieces").is_dir():
+                expected = [piece.name for piece in module.pieces(scale)]
+                sections.append(module.report(read_records(folder), scale, expected).markdown)
+    return write_text_atomic(page, "\n".join(sections))

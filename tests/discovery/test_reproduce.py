@@ -1,0 +1,96 @@
+"""`discover reproduce`: a claim runs in resumable pieces at toy size, its report comes
+from the records alone, and RESULTS.md regenerates byte for byte."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from discovery import reproduce
+from discovery.cli import main
+from discovery.stats import bootstrap_mean_difference_ci
+
+CLAIM = "dpo-vs-ppo-minatar"
+
+
+@pytest.fixture(scope="module")
+def toy_results(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    lines: list[str] = []
+    report = reproduce.reproduce(CLAIM, "toy", results, log=lines.append)
+    return results, report, lines
+
+
+def test_a_toy_claim_writes_its_pieces_report_and_plot(toy_results):
+    results, report, lines = toy_results
+    folder = results / CLAIM / "toy"
+    records = reproduce.read_records(folder)
+    assert list(records) == ["Breakout-MinAtar/dpo", "Breakout-MinAtar/ppo"]
+    for record in records.values():
+        assert len(record["final_returns"]) == 2 and record["wall_time_s"] >= 0
+        assert len(record["curves"]) == 2
+    assert sum("running" in line for line in lines) == 2
+    assert (folder / f"{CLAIM}.png").stat().st_size > 0
+    summary = json.loads((folder / "report.json").read_text())
+    assert summary["pieces_done"] == ["Breakout-MinAtar/ppo", "Breakout-MinAtar/dpo"]
+    assert report.verdict.split(":")[0] in ("holds at this scale", "does not hold at this scale",
+                                            "inconclusive at this scale")
+    assert "nan" not in (folder / "report.md").read_text().lower()
+
+
+def test_a_rerun_skips_finished_pieces_and_results_md_regenerates_byte_for_byte(
+    toy_results, tmp_path
+):
+    results, _, _ = toy_results
+    lines: list[str] = []
+    reproduce.reproduce(CLAIM, "toy", results, log=lines.append)
+    assert lines == []  # every piece had its record
+    # RESULTS.md shows the cpu and paper scales; a toy folder copied there stands in.
+    (results / CLAIM / "toy").rename(results / CLAIM / "cpu")
+    try:
+        first = reproduce.write_results_page(results, tmp_path / "RESULTS.md").read_bytes()
+        second = reproduce.write_results_page(results, tmp_path / "RESULTS2.md").read_bytes()
+    finally:
+        (results / CLAIM / "cpu").rename(results / CLAIM / "toy")
+    assert first == second
+    assert b"[cpu]" in first and b"**Verdict**" in first and b"nan" not in first.lower()
+
+
+def test_a_missing_piece_leaves_the_verdict_pending(toy_results, tmp_path):
+    results, _, _ = toy_results
+    records = reproduce.read_records(results / CLAIM / "toy")
+    del records["Breakout-MinAtar/dpo"]
+    expected = [piece.name for piece in reproduce.claim_module(CLAIM).pieces("toy")]
+    report = reproduce.claim_module(CLAIM).report(records, "toy", expected)
+    assert report.verdict.startswith("pending: 1 of 2 pieces")
+    assert "| Breakout-MinAtar | 50.08 |" in report.markdown
+    assert "nan" not in report.markdown.lower()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["reproduce", "no-such-claim"], "claim: got 'no-such-claim'; allowed: dpo-vs-ppo-minatar"),
+    (["reproduce", CLAIM, "--scale", "huge"], "scale: got 'huge'; allowed: toy, cpu, paper"),
+    (["reproduce", CLAIM, "--scale", "toy", "--piece", "Pong/ppo"],
+     "piece: got 'Pong/ppo'; allowed: Breakout-MinAtar/ppo"),
+    (["reproduce"], "claim: give one of dpo-vs-ppo-minatar"),
+])
+def test_bad_names_are_refused_naming_what_is_allowed(args, message, capsys, tmp_path):
+    assert main([*args, "--results", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_list_names_every_claim(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    assert capsys.readouterr().out.startswith(f"{CLAIM}: DPO vs PPO-clip on MinAtar")
+
+
+def test_bootstrap_difference_by_hand():
+    same = bootstrap_mean_difference_ci(np.array([3.0, 3.0]), np.array([1.0, 1.0, np.nan]))
+    assert (same.estimate, same.low, same.high, same.n) == (2.0, 2.0, 2.0, 4)
+    relative = bootstrap_mean_difference_ci(np.array([3.0]), np.array([-2.0]), relative=True)
+    assert relative.estimate == pytest.approx(2.5)
+    spread = bootstrap_mean_difference_ci(np.array([0.0, 2.0]), np.array([1.0]))
+    assert spread.low == 0.0 - 1.0 and spread.high == 2.0 - 1.0 and spread.estimate == 0.0
+    assert np.isnan(bootstrap_mean_difference_ci(np.array([np.nan]), np.ones(2)).estimate)
