@@ -53,7 +53,7 @@ def pieces(scale: str) -> list[Piece]:
 
 
 def _runner(game: str, drift_name: str, seeds: int, fields: dict[str, Any]):
-    def run() -> dict[str, Any]:
+    def run(folder: Path) -> dict[str, Any]:
         import jax
 
         from discovery import envs

@@ -30,10 +30,11 @@ SCALES = ("toy", "cpu", "paper")
 
 @dataclass(frozen=True)
 class Piece:
-    """One resumable unit of a claim: ``run() -> record`` (strict-JSON-able)."""
+    """One resumable unit of a claim: ``run(folder) -> record`` (strict-JSON-able), given
+    the claim's results folder (where earlier pieces' records are)."""
 
     name: str
-    run: Callable[[], dict[str, Any]]
+    run: Callable[[Path], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Report:
 #: name -> module defining ``TITLE``, ``pieces(scale)`` and ``report(records, scale)``.
 CLAIMS = {
     "dpo-vs-ppo-minatar": "discovery.claims_dpo_minatar",
+    "metagrad-variance-lpg": "discovery.claims_metagrad_variance",
 }
 
 
@@ -93,7 +95,7 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
             continue
         log(f"{name} [{scale}]: running {piece.name}")
         tic = time.perf_counter()
-        record = piece.run()
+        record = piece.run(folder)
         record["wall_time_s"] = round(time.perf_counter() - tic, 1)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, record)
