@@ -142,8 +142,9 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         f"envs x {sizes['rollout_len']} steps, objective at its initialisation (hidden "
         f"{sizes['hidden']}), agents warmed up {sizes['warmup'] * sizes['warm_unroll']} "
         f"updates; {sizes['seeds']} seeds per setting; reference: mean {sizes['k_ref']}-step "
-        f"gradient over {sizes['seeds_ref']} other seeds. Variance and bias relative to the reference's "
-        f"norm, 95% bootstrap CIs over seeds. Pieces done: {len(done)} of {len(expected)}.\n",
+        f"gradient over {sizes['seeds_ref']} other seeds. Variance and bias relative to "
+        f"the reference's norm, 95% bootstrap CIs over seeds. Pieces done: {len(done)} of "
+        f"{len(expected)}.\n",
         "| K | estimator | variance (rel.) | bias (rel.) |",
         "|---|---|---|---|",
     ]
