@@ -34,12 +34,14 @@ ESTIMATORS = ("k_step", "mixed")
 # scale -> sizes
 SCALES = {
     "toy": dict(ks=(1, 2), seeds=4, k_ref=4, seeds_ref=4, agents=2, num_envs=2,
-                rollout_len=4, max_size=5, max_objects=1, hidden=8, warmup=1, warm_unroll=1),
+                rollout_len=4, max_size=5, max_objects=1, hidden=8, warmup=1, warm_unroll=1,
+                seed_batch=4),
     "cpu": dict(ks=(1, 2, 4, 8), seeds=32, k_ref=16, seeds_ref=64, agents=16, num_envs=16,
-                rollout_len=20, max_size=7, max_objects=3, hidden=64, warmup=8, warm_unroll=8),
+                rollout_len=20, max_size=7, max_objects=3, hidden=64, warmup=8, warm_unroll=8,
+                seed_batch=4),
     "paper": dict(ks=(1, 2, 4, 8), seeds=64, k_ref=32, seeds_ref=128, agents=64,
                   num_envs=64, rollout_len=20, max_size=10, max_objects=5, hidden=256,
-                  warmup=8, warm_unroll=8),
+                  warmup=8, warm_unroll=8, seed_batch=4),
 }
 REFERENCE = "reference"
 
@@ -86,7 +88,9 @@ def _gradients(sizes: dict[str, Any], unroll: int, estimator: str, seeds: int,
         agents = advance(agents, jax.random.split(jax.random.key(100 + i), sizes["agents"]))
 
     grad = jax.grad(lambda p, keys: metagrad(unroll, estimator).loss(p, agents, keys)[0])
-    flat_grad = jax.jit(jax.vmap(lambda keys: ravel_pytree(grad(params, keys))[0]))
+    # Seeds a few at a time: all 64 reference seeds x 16 updates at once need ~37 GB.
+    flat_grad = jax.jit(lambda keys: jax.lax.map(
+        lambda k: ravel_pytree(grad(params, k))[0], keys, batch_size=sizes["seed_batch"]))
     keys = jax.vmap(lambda s: jax.random.split(jax.random.fold_in(jax.random.key(2), s),
                                                sizes["agents"]))(
         np.arange(seed_offset, seed_offset + seeds))
