@@ -204,7 +204,8 @@ def _plot(records: dict[str, dict[str, Any]], games: list[str], path: Path) -> N
             ax.plot(record["curve_env_steps"], mean, label=f"{drift} ({len(curves)} seeds)")
         ax.set_title(game)
         ax.set_xlabel("env steps")
-        ax.legend(loc="lower right")
+        if ax.get_lines():
+            ax.legend(loc="lower right")
     axes[0][0].set_ylabel("episode return")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

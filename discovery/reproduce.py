@@ -135,4 +135,7 @@ def write_results_page(results: Path = Path("results"), page: Path = Path("RESUL
             if (folder / "pieces").is_dir():
                 expected = [piece.name for piece in module.pieces(scale)]
                 sections.append(module.report(read_records(folder), scale, expected).markdown)
+                plot = folder / f"{name}.png"
+                if plot.exists():
+                    sections.append(f"![{name} [{scale}]]({plot.as_posix()})\n")
     return write_text_atomic(page, "\n".join(sections))
