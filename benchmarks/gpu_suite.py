@@ -29,11 +29,10 @@ from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 # isort: split
 import jax
 import numpy as np
+from ppo_speed import measure_ppo
 
-from discovery.agents.ppo import PPOConfig, make_train
 from discovery.components import COMPONENTS
 from discovery.config import config_component, load_config
-from discovery.drift import make_drift
 from discovery.pipeline import meta_train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -89,24 +88,6 @@ def toy_sizes() -> Sizes:
     )
 
 
-def ppo_steps_per_s(env_name: str, fields: dict, seeds: int) -> tuple[float, float]:
-    """``(compile s, env steps/s over all seeds)`` of PPO-clip, seeds under one vmap."""
-    env, env_params = envs.make(env_name)
-    config = PPOConfig(**fields)
-    drift = make_drift("ppo")
-    train = make_train(config, env, env_params, drift)
-    params = drift.init(jax.random.key(0))
-    run = jax.jit(jax.vmap(lambda key: train(key, params)[1]["episode_return"]))
-    keys = jax.random.split(jax.random.key(1), seeds)
-    tic = time.perf_counter()
-    compiled = run.lower(keys).compile()
-    compile_s = time.perf_counter() - tic
-    tic = time.perf_counter()
-    jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - tic
-    return compile_s, seeds * config.num_updates * config.steps_per_update / run_s
-
-
 def generation_times(config_path: Path, overrides: tuple[str, ...], generations: int):
     """``(config, paper generations, first generation s, steady generation s)`` of a short
     meta-training run of ``config_path`` (the first generation includes compiling; steady
@@ -142,10 +123,10 @@ def main() -> None:
     print("|---|---|---|")
     for env_name, fields in sizes.ppo_envs:
         for seeds in sizes.ppo_seeds:
-            compile_s, speed = ppo_steps_per_s(env_name, fields, seeds)
+            ppo = measure_ppo(env_name, fields, seeds)
             print(f"| PPO {env_name} ({fields['num_envs']} envs x {fields['num_steps']}), "
-                  f"{seeds} seeds vmapped | {compile_s:.1f} | {speed:,.0f} env steps/s |",
-                  flush=True)
+                  f"{seeds} seeds vmapped | {ppo['compile_s']:.1f} | "
+                  f"{ppo['steps_per_s']:,.0f} env steps/s |", flush=True)
 
     lpo, lpo_generations, first, steady = generation_times(
         CONFIGS / "lpo_minatar.yaml", sizes.lpo_overrides, sizes.generations)

@@ -37,31 +37,13 @@ CONFIGS = {
                                           num_minibatches=8, lr=5e-3, activation="relu"), 1),
 }
 
-# What one measurement process runs (argv: config name); prints one JSON line.
+# What one measurement process runs (argv: benchmarks folder, [env, fields, seeds]):
+# benchmarks/ppo_speed.py, importing whichever ``discovery`` PYTHONPATH puts first.
 CHILD = r"""
-import json, sys, time
-from discovery import envs
-import jax, numpy as np
-from discovery.agents.ppo import PPOConfig, make_train
-from discovery.drift import make_drift
-env_name, fields, seeds = json.loads(sys.argv[1])
-env, env_params = envs.make(env_name)
-config = PPOConfig(**fields)
-drift = make_drift("ppo")
-train = make_train(config, env, env_params, drift)
-params = drift.init(jax.random.key(0))
-run = jax.jit(jax.vmap(lambda key: train(key, params)[1]["episode_return"]))
-keys = jax.random.split(jax.random.key(1), seeds)
-tic = time.perf_counter()
-compiled = run.lower(keys).compile()
-compile_s = time.perf_counter() - tic
-tic = time.perf_counter()
-returns = np.asarray(jax.block_until_ready(compiled(keys)))
-run_s = time.perf_counter() - tic
-last = returns[:, -max(1, returns.shape[1] // 10):]
-print(json.dumps({"compile_s": compile_s, "run_s": run_s,
-                  "steps_per_s": seeds * config.num_updates * config.steps_per_update / run_s,
-                  "final_return": float(np.nanmean(last))}))
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from ppo_speed import measure_ppo
+print(json.dumps(measure_ppo(*json.loads(sys.argv[2]))))
 """
 
 
@@ -82,7 +64,8 @@ def measure(tree: Path | None, config: str) -> dict:
     if tree is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])
     env_name, fields, seeds = CONFIGS[config]
-    argv = [sys.executable, "-c", CHILD, json.dumps([env_name, fields, seeds])]
+    argv = [sys.executable, "-c", CHILD, str(Path(__file__).resolve().parent),
+            json.dumps([env_name, fields, seeds])]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True,
                          cwd=tempfile.gettempdir())
     return json.loads(out.stdout.strip().splitlines()[-1])
