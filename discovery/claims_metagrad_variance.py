@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from discovery.reproduce import Piece, Report
+from discovery.reproduce import Piece, Report, piece_path
 
 TITLE = "Multi-step meta-gradients: K-step vs mixed (Bonnet et al., One Step at a Time)"
 ESTIMATORS = ("k_step", "mixed")
@@ -111,7 +111,7 @@ def _runner(name: str, sizes: dict[str, Any]):
     def setting(folder: Path) -> dict[str, Any]:
         import json
 
-        path = folder / "pieces" / f"{REFERENCE}.json"
+        path = piece_path(folder, REFERENCE)
         if not path.exists():
             raise ValueError(f"piece: {name!r} needs the {REFERENCE!r} piece first ({path})")
         g_ref = np.asarray(json.loads(path.read_text())["mean_gradient"], np.float64)

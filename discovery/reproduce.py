@@ -65,6 +65,11 @@ def claim_dir(results: Path, name: str, scale: str) -> Path:
     return Path(results) / name / scale
 
 
+def piece_path(folder: Path, piece: str) -> Path:
+    """Where piece ``piece``'s record of a claim's results folder lives."""
+    return Path(folder) / "pieces" / f"{piece.replace('/', '__')}.json"
+
+
 def read_records(folder: Path) -> dict[str, dict[str, Any]]:
     """The finished pieces' records of a results folder, by piece name (sorted)."""
     import json
@@ -90,7 +95,7 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
         if piece_name not in known:
             raise ValueError(f"piece: got {piece_name!r}; allowed: {', '.join(known)}")
     for piece in pieces:
-        path = folder / "pieces" / f"{piece.name.replace('/', '__')}.json"
+        path = piece_path(folder, piece.name)
         if path.exists() or (only and piece.name not in only):
             continue
         log(f"{name} [{scale}]: running {piece.name}")
