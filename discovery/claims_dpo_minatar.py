@@ -34,15 +34,15 @@ GAMES = {
 FINAL_FRACTION = 0.1
 CURVE_POINTS = 100
 
-# scale -> (games, seeds, PPOConfig fields shared by every game)
-_PPO = dict(num_envs=64, num_steps=128, total_timesteps=10_000_000, update_epochs=4,
+# The MinAtar PPO settings shared by every game; scale -> (games, seeds, PPO fields).
+MINATAR_PPO = dict(num_envs=64, num_steps=128, total_timesteps=10_000_000, update_epochs=4,
             num_minibatches=8, activation="relu")
 SCALES = {
     "toy": (("Breakout-MinAtar",), 2, dict(num_envs=4, num_steps=16, total_timesteps=512,
                                            update_epochs=1, num_minibatches=2,
                                            activation="relu")),
-    "cpu": (tuple(GAMES), 5, _PPO),
-    "paper": (tuple(GAMES), 10, _PPO),
+    "cpu": (tuple(GAMES), 5, MINATAR_PPO),
+    "paper": (tuple(GAMES), 10, MINATAR_PPO),
 }
 
 

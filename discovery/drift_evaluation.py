@@ -50,6 +50,18 @@ def _setting(
     return task, env_names, apply_overrides(ppo, [o.removeprefix("ppo.") for o in overrides])
 
 
+def _tuned_for(task: dict[str, Any], env_name: str, ppo: PPOConfig) -> PPOConfig:
+    """``ppo`` with the Adam lr / b2 the meta-training task tuned for ``env_name``
+    (``task.env_lr`` / ``env_adam_b2``, e.g. per MinAtar game), if it did."""
+    names = list(task.get("envs", ()))
+    if env_name not in names:
+        return ppo
+    index = names.index(env_name)
+    tuned = {field: task[key][index]
+             for key, field in (("env_lr", "lr"), ("env_adam_b2", "adam_b2")) if task.get(key)}
+    return replace(ppo, **tuned)
+
+
 def check_evaluation(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> None:
     """Before any compute: the env names :func:`held_out` will train on, and the
     inner PPO config with ``overrides`` and its memory, exactly as it will build them."""
@@ -80,12 +92,13 @@ def held_out(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> He
         for name, key in zip(env_names, env_keys):
             env, env_params = env_registry.make(name)
             keys = jax.random.split(key, config.seeds)
+            ppo_env = _tuned_for(task, name, ppo_h)
             # Every method's seeds in one program: [methods, seeds] agents, paired keys.
-            score = make_agent_score(scoring, ppo_h, env, env_params, choice)
+            score = make_agent_score(scoring, ppo_env, env, env_params, choice)
             over_seeds = jax.vmap(score, in_axes=(0, None, None))
             over_methods = jax.vmap(over_seeds, in_axes=(None, {"index": 0, "members": None},
                                                          None))
-            final, metrics = jax.jit(over_methods)(keys, every_method, ppo_h.hyperparams())
+            final, metrics = jax.jit(over_methods)(keys, every_method, ppo_env.hyperparams())
             per_method = {
                 method: MethodCurves(
                     np.asarray(metrics["latest_return"][row], dtype=np.float64),

@@ -51,6 +51,7 @@ class Report:
 #: name -> module defining ``TITLE``, ``pieces(scale)`` and ``report(records, scale)``.
 CLAIMS = {
     "dpo-vs-ppo-minatar": "discovery.claims_dpo_minatar",
+    "temporal-awareness": "discovery.claims_temporal_awareness",
     "metagrad-variance-lpg": "discovery.claims_metagrad_variance",
 }
 
