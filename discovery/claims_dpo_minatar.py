@@ -54,22 +54,15 @@ def pieces(scale: str) -> list[Piece]:
 
 def _runner(game: str, drift_name: str, seeds: int, fields: dict[str, Any]):
     def run(folder: Path) -> dict[str, Any]:
-        import jax
-
-        from discovery import envs
-        from discovery.agents.ppo import PPOConfig, make_train
-        from discovery.drift import make_drift
+        from discovery.agents.ppo import PPOConfig
         from discovery.evaluate import final_mean
+        from discovery.train import TrainConfig, train_seeds
 
         lr, adam_b2, _ = GAMES[game]
         config = PPOConfig(lr=lr, adam_b2=adam_b2, **fields)
-        env, env_params = envs.make(game)
-        drift = make_drift(drift_name)
-        train = make_train(config, env, env_params, drift)
-        params = drift.init(jax.random.key(0))
-        run_seeds = jax.jit(jax.vmap(lambda key: train(key, params)[1]["episode_return"]))
-        keys = jax.random.split(jax.random.key(0), seeds)  # the same keys for both drifts
-        curves = np.asarray(jax.block_until_ready(run_seeds(keys)), np.float64)
+        # Seed 0 for both drifts: the same agent keys, so the comparison is paired.
+        result = train_seeds(TrainConfig(env=game, drift=drift_name, seeds=seeds, ppo=config))
+        curves = np.asarray(result.metrics["episode_return"], np.float64)
         finals = final_mean(curves, FINAL_FRACTION)
         stride = max(1, curves.shape[1] // CURVE_POINTS)
         return {
@@ -147,7 +140,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
 def _relative_over_games(groups: list[tuple[np.ndarray, np.ndarray]], samples: int = 2000):
     """Mean over games of (mean DPO - mean PPO) / |mean PPO|, seeds resampled within each
     game and drift (a stratified bootstrap)."""
-    from discovery.stats import Interval
+    from discovery.stats import Interval, resampled_means
 
     if not groups:
         return Interval(float("nan"), float("nan"), float("nan"))
@@ -157,8 +150,7 @@ def _relative_over_games(groups: list[tuple[np.ndarray, np.ndarray]], samples: i
         dpo, ppo = dpo[np.isfinite(dpo)], ppo[np.isfinite(ppo)]
         if not (dpo.size and ppo.size and ppo.mean() != 0):
             continue
-        a = rng.choice(dpo, size=(samples, dpo.size)).mean(axis=1)
-        b = rng.choice(ppo, size=(samples, ppo.size)).mean(axis=1)
+        a, b = resampled_means(dpo, samples, rng), resampled_means(ppo, samples, rng)
         with np.errstate(divide="ignore", invalid="ignore"):
             per_game.append((a - b) / np.abs(b))
         point.append((dpo.mean() - ppo.mean()) / abs(ppo.mean()))

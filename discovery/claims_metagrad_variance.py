@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from discovery.config import ConfigError
 from discovery.reproduce import Piece, Report, piece_path
 
 TITLE = "Multi-step meta-gradients: K-step vs mixed (Bonnet et al., One Step at a Time)"
@@ -113,7 +114,8 @@ def _runner(name: str, sizes: dict[str, Any]):
 
         path = piece_path(folder, REFERENCE)
         if not path.exists():
-            raise ValueError(f"piece: {name!r} needs the {REFERENCE!r} piece first ({path})")
+            raise ConfigError(f"piece: {name!r} needs the {REFERENCE!r} piece first ({path})",
+                              field="piece")
         g_ref = np.asarray(json.loads(path.read_text())["mean_gradient"], np.float64)
         grads = _gradients(sizes, unroll, estimator, sizes["seeds"], 0)
         return {"piece": name, "k": unroll, "estimator": estimator, "seeds": sizes["seeds"],

@@ -483,11 +483,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if args.claim is None:
         raise ConfigError(f"claim: give one of {', '.join(reproduce.CLAIMS)} (or --list)")
-    try:
-        result = reproduce.reproduce(args.claim, args.scale, Path(args.results),
-                                     tuple(args.piece))
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
+    result = reproduce.reproduce(args.claim, args.scale, Path(args.results), tuple(args.piece))
     print(f"verdict: {result.verdict}")
     return 0
 

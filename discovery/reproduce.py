@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from discovery.config import ConfigError
 from discovery.files import write_json, write_text_atomic
 
 SCALES = ("toy", "cpu", "paper")
@@ -58,7 +59,7 @@ CLAIMS = {
 
 def claim_module(name: str) -> Any:
     if name not in CLAIMS:
-        raise ValueError(f"claim: got {name!r}; allowed: {', '.join(CLAIMS)}")
+        raise ConfigError(f"claim: got {name!r}; allowed: {', '.join(CLAIMS)}", field="claim")
     return importlib.import_module(CLAIMS[name])
 
 
@@ -87,14 +88,15 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
     """Run the pieces of claim ``name`` at ``scale`` that have no record yet (``only``:
     just those pieces), then write its report from every record there."""
     if scale not in SCALES:
-        raise ValueError(f"scale: got {scale!r}; allowed: {', '.join(SCALES)}")
+        raise ConfigError(f"scale: got {scale!r}; allowed: {', '.join(SCALES)}", field="scale")
     module = claim_module(name)
     folder = claim_dir(results, name, scale)
     pieces = module.pieces(scale)
     known = [piece.name for piece in pieces]
     for piece_name in only:
         if piece_name not in known:
-            raise ValueError(f"piece: got {piece_name!r}; allowed: {', '.join(known)}")
+            raise ConfigError(f"piece: got {piece_name!r}; allowed: {', '.join(known)}",
+                              field="piece")
     for piece in pieces:
         path = piece_path(folder, piece.name)
         if path.exists() or (only and piece.name not in only):
@@ -109,17 +111,21 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
     return write_report(name, scale, results)
 
 
+def claim_report(name: str, scale: str, results: Path = Path("results")) -> Report:
+    """Claim ``name``'s report at ``scale`` from the records in its results folder."""
+    module = claim_module(name)
+    expected = [piece.name for piece in module.pieces(scale)]
+    return module.report(read_records(claim_dir(results, name, scale)), scale, expected)
+
+
 def write_report(name: str, scale: str, results: Path = Path("results")) -> Report:
     """The claim's report from the records in its results folder, written beside them."""
-    module = claim_module(name)
     folder = claim_dir(results, name, scale)
-    records = read_records(folder)
-    expected = [piece.name for piece in module.pieces(scale)]
-    report = module.report(records, scale, expected)
+    report = claim_report(name, scale, results)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "report.md", report.markdown)
     write_json(folder / "report.json", {**report.summary, "verdict": report.verdict})
-    if report.plot is not None and records:
+    if report.plot is not None and read_records(folder):
         report.plot(folder / f"{name}.png")
     return report
 
@@ -135,12 +141,10 @@ def write_results_page(results: Path = Path("results"), page: Path = Path("RESUL
         "CI that decides it; a claim that does not hold is reported as such.\n",
     ]
     for name in CLAIMS:
-        module = claim_module(name)
         for scale in ("paper", "cpu"):
             folder = claim_dir(results, name, scale)
             if (folder / "pieces").is_dir():
-                expected = [piece.name for piece in module.pieces(scale)]
-                sections.append(module.report(read_records(folder), scale, expected).markdown)
+                sections.append(claim_report(name, scale, results).markdown)
                 plot = folder / f"{name}.png"
                 if plot.exists():
                     sections.append(f"![{name} [{scale}]]({plot.as_posix()})\n")

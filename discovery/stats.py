@@ -43,6 +43,11 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+def resampled_means(values: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """``[samples]`` means of ``values`` resampled with replacement (one bootstrap)."""
+    return rng.choice(values, size=(samples, values.size), replace=True).mean(axis=1)
+
+
 def bootstrap_mean_ci(
     values: np.ndarray, confidence: float = 0.95, samples: int = 2000, seed: int = 0
 ) -> Interval:
@@ -55,7 +60,7 @@ def bootstrap_mean_ci(
     if values.size == 0:
         return Interval(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    resampled = rng.choice(values, size=(samples, values.size), replace=True).mean(axis=1)
+    resampled = resampled_means(values, samples, rng)
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(resampled, [tail, 100 - tail])
     return Interval(float(values.mean()), float(low), float(high), int(values.size))
@@ -73,8 +78,7 @@ def bootstrap_mean_difference_ci(
     if treated.size == 0 or control.size == 0:
         return Interval(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    a = rng.choice(treated, size=(samples, treated.size), replace=True).mean(axis=1)
-    b = rng.choice(control, size=(samples, control.size), replace=True).mean(axis=1)
+    a, b = resampled_means(treated, samples, rng), resampled_means(control, samples, rng)
 
     def difference(x, y):
         return (x - y) / np.abs(y) if relative else x - y
