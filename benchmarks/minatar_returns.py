@@ -21,24 +21,13 @@ import jax
 import numpy as np
 
 from discovery.agents.ppo import PPOConfig, make_train
+from discovery.claims_dpo_minatar import GAMES, MINATAR_PPO
 from discovery.drift import make_drift
-
-# Adam (lr, b1, b2) per env from the LPO MinAtar re-implementation (Jackson et al., 2024,
-# "Discovering Temporally-Aware Reinforcement Learning Algorithms").
-ADAM = {
-    "Asterix-MinAtar": (3e-3, 0.9, 0.999),
-    "Breakout-MinAtar": (1e-2, 0.9, 0.99),
-    "Freeway-MinAtar": (1e-3, 0.9, 0.99),
-    "SpaceInvaders-MinAtar": (7e-3, 0.9, 0.99),
-}
 
 
 def run(name: str, seeds: int, steps: int, drift_name: str) -> tuple[np.ndarray, float]:
-    lr, b1, b2 = ADAM[name]
-    config = PPOConfig(
-        num_envs=64, num_steps=128, total_timesteps=steps, update_epochs=4,
-        num_minibatches=8, lr=lr, adam_b1=b1, adam_b2=b2, activation="relu",
-    )
+    lr, adam_b2, _ = GAMES[name]  # per game, as the DPO vs PPO-clip claim trains them
+    config = PPOConfig(**{**MINATAR_PPO, "total_timesteps": steps}, lr=lr, adam_b2=adam_b2)
     env, env_params = envs.make(name)
     drift = make_drift(drift_name)
     train = jax.jit(jax.vmap(make_train(config, env, env_params, drift), in_axes=(0, None)))
