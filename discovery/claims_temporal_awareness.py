@@ -29,14 +29,13 @@ from typing import Any
 import numpy as np
 
 from discovery.claims_dpo_minatar import GAMES, MINATAR_PPO
-from discovery.reproduce import Piece, Report
+from discovery.reproduce import Piece, Report, meta_train_and_evaluate, normalised_scores
+from discovery.stats import hierarchical_difference_ci, hierarchical_mean_ci
 
 TITLE = "Temporal awareness at unseen horizons: LPO vs TA-LPO (Jackson et al., 2024)"
 DRIFTS = ("lpo", "ta_lpo")
 LABELS = {"lpo": "LPO", "ta_lpo": "TA-LPO"}
-METHODS = ("learned", "ppo_clip", "dpo")  # as discovery.drift_evaluation trains them
 EVAL_SEED = 1000  # fresh agents: far from every meta-training seed
-BOOTSTRAP_SAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -104,44 +103,14 @@ def pieces(scale: str) -> list[Piece]:
 
 def _runner(scale: str, drift: str, meta_seed: int):
     def run(folder: Path) -> dict[str, Any]:
-        from discovery import zoo
-        from discovery.config import to_dict
-        from discovery.drift_evaluation import held_out
         from discovery.evaluate import EvaluateConfig
-        from discovery.meta_run import save_params
-        from discovery.pipeline import meta_train
-        from discovery.run_folder import start_run
 
-        config = meta_train_config(scale, drift, meta_seed)
-        run_dir = folder / "runs" / config.name
-        start_run(run_dir, config, resume=True, overwrite=False, plan=None, report=print)
-        result = meta_train(config, run_dir, resume=True)
-        save_params(result.mean_params, run_dir / "mean_params.msgpack")
-        history = result.history
         setting = SCALES[scale]
-        held = held_out(zoo.load(run_dir), EvaluateConfig(
-            seeds=setting.eval_seeds, horizons=setting.horizons, seed=EVAL_SEED), ())
-        return {
-            "drift": drift,
-            "meta_seed": meta_seed,
-            "run": run_dir.relative_to(folder).as_posix(),
-            "meta_training": {
-                "config": to_dict(config),
-                "generations": len(history),
-                "fitness_mean_first": _number(history[0]["fitness_mean"]),
-                "fitness_mean_last": _number(history[-1]["fitness_mean"]),
-                "nonfinite_members": int(sum(r["num_nonfinite"] for r in history)),
-            },
-            "training_length": held.training_length,
-            "eval_seeds": setting.eval_seeds,
-            "envs": held.env_names,
-            "final": {_key(h): {env: {m: [_number(x) for x in runs[m].final] for m in METHODS}
-                                for env, runs in per_env.items()}
-                      for h, per_env in held.results.items()},
-            "normalisers": {_key(h): {env: [_number(x) for x in pair]
-                                      for env, pair in per_env.items()}
-                            for h, per_env in held.normalisers.items()},
-        }
+        evaluation = EvaluateConfig(seeds=setting.eval_seeds, horizons=setting.horizons,
+                                    seed=EVAL_SEED)
+        return {"drift": drift, "meta_seed": meta_seed,
+                **meta_train_and_evaluate(meta_train_config(scale, drift, meta_seed), folder,
+                                          evaluation)}
 
     return run
 
@@ -150,84 +119,27 @@ def _key(horizon: float) -> str:
     return f"{horizon:g}"
 
 
-def _number(x: Any) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def normalised_scores(record: dict[str, Any], method: str) -> np.ndarray:
-    """``[horizons, eval seeds]``: ``method``'s normalised score per horizon and seed,
-    averaged over the evaluation envs (NaN where a seed diverged or PPO-clip ~ random)."""
-    rows = []
-    for h, per_env in record["final"].items():
-        per_seed = []
-        for env, runs in per_env.items():
-            offset, scale = (np.nan if x is None else x for x in record["normalisers"][h][env])
-            final = np.array([np.nan if x is None else x for x in runs[method]], float)
-            per_seed.append((final - offset) / scale)
-        rows.append(np.mean(per_seed, axis=0))
-    return np.array(rows)
-
-
-def _resample(groups: list[np.ndarray], statistic, samples: int, seed: int) -> np.ndarray:
-    """``statistic`` of the mean over groups of ``[H, S]`` score matrices, recomputed
-    with the groups (meta-seeds) and, within each, the seed columns resampled."""
-    rng = np.random.default_rng(seed)
-    out = np.empty(samples)
-    for i in range(samples):
-        picked = rng.integers(len(groups), size=len(groups))
-        means = []
-        for g in picked:
-            matrix = groups[g]
-            columns = rng.integers(matrix.shape[1], size=matrix.shape[1])
-            means.append(statistic(matrix[:, columns]))
-        out[i] = np.mean(means)
-    return out
-
-
-def _interval(point: float, resampled: np.ndarray) -> Any:
-    from discovery.stats import Interval
-
-    resampled = resampled[np.isfinite(resampled)]
-    if not (math.isfinite(point) and resampled.size):
-        return Interval(math.nan, math.nan, math.nan)
-    low, high = np.percentile(resampled, [2.5, 97.5])
-    return Interval(float(point), float(low), float(high))
+def _over_envs(record: dict[str, Any], method: str) -> np.ndarray:
+    """``[horizons, eval seeds]``: ``method``'s normalised score averaged over the envs."""
+    return normalised_scores(record, method).mean(axis=1)
 
 
 def _statistics(horizons: list[str]) -> dict[str, Any]:
-    """Per-matrix statistics over ``[H, S]`` normalised scores."""
+    """Statistics of meta-seeds' ``[..., H, S]`` normalised scores (one value each)."""
     at = horizons.index(_key(1.0)) if _key(1.0) in horizons else None
     off = [i for i, h in enumerate(horizons) if h != _key(1.0)]
 
     def mean_at(i):
-        return lambda m: float(np.nanmean(m[i]))
+        return lambda m: np.nanmean(m[..., i, :], axis=-1)
 
     def off_mean(m):
-        return float(np.nanmean(m[off])) if off else math.nan
+        return np.nanmean(m[..., off, :], axis=(-2, -1)) if off else np.nan * m[..., 0, 0]
 
     def degradation(m):
-        return mean_at(at)(m) - off_mean(m) if at is not None else math.nan
+        return mean_at(at)(m) - off_mean(m) if at is not None else np.nan * m[..., 0, 0]
 
     return {"per_horizon": [mean_at(i) for i in range(len(horizons))],
             "off_horizon": off_mean, "degradation": degradation}
-
-
-def _summarise(groups: list[np.ndarray], statistic, seed: int) -> Any:
-    if not groups:
-        return _interval(math.nan, np.array([]))
-    point = float(np.mean([statistic(m) for m in groups]))
-    return _interval(point, _resample(groups, statistic, BOOTSTRAP_SAMPLES, seed))
-
-
-def _difference(a: list[np.ndarray], b: list[np.ndarray], statistic, seed: int) -> Any:
-    """``mean statistic over a - over b``, the two drifts' meta-seeds resampled apart."""
-    if not (a and b):
-        return _interval(math.nan, np.array([]))
-    point = float(np.mean([statistic(m) for m in a]) - np.mean([statistic(m) for m in b]))
-    resampled = (_resample(a, statistic, BOOTSTRAP_SAMPLES, seed)
-                 - _resample(b, statistic, BOOTSTRAP_SAMPLES, seed + 1))
-    return _interval(point, resampled)
 
 
 def _cell(interval: Any, digits: int = 2) -> str:
@@ -242,26 +154,30 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
     horizons = [_key(h) for h in setting.horizons]
     stat = _statistics(horizons)
     done = [name for name in expected if name in records]
-    learned = {d: [normalised_scores(records[n], "learned") for n in done
+    learned = {d: [_over_envs(records[n], "learned") for n in done
                    if records[n]["drift"] == d] for d in DRIFTS}
-    dpo = [normalised_scores(records[n], "dpo") for n in done]
+    dpo = [_over_envs(records[n], "dpo") for n in done]
     length = next((records[n]["training_length"] for n in done), None)
     ppo_returns = {h: [x for n in done for runs in records[n]["final"][h].values()
                        for x in runs["ppo_clip"] if x is not None] for h in horizons}
 
     rows, per_horizon = [], {}
     for i, h in enumerate(horizons):
-        cells = {d: _summarise(learned[d], stat["per_horizon"][i], seed=i) for d in DRIFTS}
-        dpo_cell = _summarise(dpo, stat["per_horizon"][i], seed=i)
+        cells = {d: hierarchical_mean_ci(learned[d], stat["per_horizon"][i], seed=i)
+                 for d in DRIFTS}
+        dpo_cell = hierarchical_mean_ci(dpo, stat["per_horizon"][i], seed=i)
         per_horizon[h] = {**{d: cells[d].as_dict() for d in DRIFTS}, "dpo": dpo_cell.as_dict()}
         steps = f"{int(round(length * float(h))):,}" if length else "?"
         ppo = f"{np.mean(ppo_returns[h]):.1f}" if ppo_returns[h] else "n/a"
         mark = " (meta-trained)" if h == _key(1.0) else ""
         rows.append(f"| x{h}{mark} | {steps} | {ppo} | {_cell(dpo_cell)} | "
                     f"{_cell(cells['lpo'])} | {_cell(cells['ta_lpo'])} |")
-    degradation = {d: _summarise(learned[d], stat["degradation"], seed=100) for d in DRIFTS}
-    gap = _difference(learned["lpo"], learned["ta_lpo"], stat["degradation"], seed=200)
-    off = _difference(learned["ta_lpo"], learned["lpo"], stat["off_horizon"], seed=300)
+    degradation = {d: hierarchical_mean_ci(learned[d], stat["degradation"], seed=100)
+                   for d in DRIFTS}
+    gap = hierarchical_difference_ci(learned["lpo"], learned["ta_lpo"], stat["degradation"],
+                                     seed=200)
+    off = hierarchical_difference_ci(learned["ta_lpo"], learned["lpo"], stat["off_horizon"],
+                                     seed=300)
     verdict = _verdict(gap, off, len(done), len(expected))
     counts = {d: len(learned[d]) for d in DRIFTS}
     config = meta_train_config(scale, "lpo", 0)
@@ -327,7 +243,7 @@ def _plot(learned: dict[str, list[np.ndarray]], dpo: list[np.ndarray],
     for label, groups, colour in [*series, ("DPO", dpo, "C2")]:
         if not groups:
             continue
-        means = np.array([[f(m) for f in stat["per_horizon"]] for m in groups])
+        means = np.stack([f(np.stack(groups)) for f in stat["per_horizon"]], axis=-1)
         if label != "DPO":
             for row in means:
                 ax.plot(x, row, color=colour, lw=0.8, alpha=0.4)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from discovery.config import ConfigError
 from discovery.files import write_json, write_text_atomic
 
@@ -81,6 +83,63 @@ def read_records(folder: Path) -> dict[str, dict[str, Any]]:
         return {}
     return {path.stem.replace("__", "/"): json.loads(path.read_text())
             for path in sorted(pieces.glob("*.json"))}
+
+
+def meta_train_and_evaluate(config: Any, folder: Path, evaluation: Any) -> dict[str, Any]:
+    """A piece that discovers something: meta-train ``config`` into
+    ``<folder>/runs/<config.name>`` (resuming from its checkpoints after a kill), save the
+    discovered params where :func:`discovery.zoo.load` reads a run folder, then train
+    fresh agents with it and its baselines on the held-out envs of ``evaluation`` (an
+    :class:`discovery.evaluate.EvaluateConfig`). Returns the record's common part: the
+    run, its meta-training figures, and per horizon, env and method the final scores
+    per seed with the normalisers."""
+    from discovery import zoo
+    from discovery.components import COMPONENTS
+    from discovery.config import to_dict
+    from discovery.meta_run import save_params
+    from discovery.pipeline import meta_train
+    from discovery.run_folder import start_run
+
+    run_dir = folder / "runs" / config.name
+    start_run(run_dir, config, resume=True, overwrite=False, plan=None, report=print)
+    result = meta_train(config, run_dir, resume=True)
+    component = COMPONENTS[config.component]
+    save_params(result.params, run_dir / component.params_file)
+    history = result.history
+    curve = "fitness_mean" if "fitness_mean" in history[0] else "episode_return"
+    failures = {"num_nonfinite": "nonfinite_members", "nonfinite_chunks": "nonfinite_chunks"}
+    meta = {"config": to_dict(config), "generations": len(history),
+            f"{curve}_first": history[0][curve], f"{curve}_last": history[-1][curve],
+            **{name: int(sum(r[key] for r in history))
+               for key, name in failures.items() if key in history[0]}}
+    held = component.held_out(zoo.load(run_dir), evaluation, ())
+    return {
+        "run": run_dir.relative_to(folder).as_posix(),
+        "meta_training": meta,
+        "training_length": held.training_length,
+        "eval_seeds": evaluation.seeds,
+        "envs": held.env_names,
+        "final": {f"{h:g}": {env: {method: [float(x) for x in run.final]
+                                   for method, run in runs.items()}
+                             for env, runs in per_env.items()}
+                  for h, per_env in held.results.items()},
+        "normalisers": {f"{h:g}": {env: [float(x) for x in pair] for env, pair in per_env.items()}
+                        for h, per_env in held.normalisers.items()},
+    }
+
+
+def normalised_scores(record: dict[str, Any], method: str) -> np.ndarray:
+    """``[horizons, envs, seeds]`` normalised final scores of ``method`` in a record of
+    :func:`meta_train_and_evaluate` (NaN where a seed diverged or has no normaliser)."""
+    def array(values: list[Any]) -> np.ndarray:
+        return np.array([np.nan if x is None else x for x in values], float)
+
+    return np.array([
+        [(array(runs[method]) - offset) / scale
+         for env, runs in per_env.items()
+         for offset, scale in [array(record["normalisers"][h][env])]]
+        for h, per_env in record["final"].items()
+    ])
 
 
 def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),

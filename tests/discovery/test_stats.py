@@ -72,3 +72,21 @@ def test_stratified_bootstrap_resamples_with_rliable_iqm():
     assert interval.low == pytest.approx(low, abs=1e-12)
     assert interval.high == pytest.approx(high, abs=1e-12)
     assert np.isfinite([interval.estimate, interval.low, interval.high]).all()
+
+
+def test_hierarchical_bootstrap_by_hand():
+    """Groups redrawn, then seed columns within each: constant groups give a point CI,
+    two groups of different levels span them, and a difference of independent groups."""
+    from discovery.stats import hierarchical_difference_ci, hierarchical_mean_ci
+
+    def mean(m):
+        return np.nanmean(m, axis=(-2, -1))
+
+    flat = [np.full((2, 3), 1.0), np.full((2, 3), 3.0)]
+    interval = hierarchical_mean_ci(flat, mean)
+    assert (interval.estimate, interval.low, interval.high, interval.n) == (2.0, 1.0, 3.0, 2)
+    one = hierarchical_mean_ci([np.array([[0.0, 2.0]])], mean, samples=4000)
+    assert one.estimate == 1.0 and one.low == 0.0 and one.high == 2.0
+    difference = hierarchical_difference_ci([np.full((1, 2), 5.0)], flat, mean)
+    assert (difference.estimate, difference.low, difference.high) == (3.0, 2.0, 4.0)
+    assert np.isnan(hierarchical_mean_ci([], mean).estimate)
