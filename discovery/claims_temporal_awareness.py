@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 
 from discovery.claims_dpo_minatar import GAMES, MINATAR_PPO
-from discovery.reproduce import Piece, Report, meta_train_and_evaluate, normalised_scores
+from discovery.reproduce import (
+    Piece,
+    Report,
+    build_config,
+    meta_train_and_evaluate,
+    normalised_scores,
+)
 from discovery.stats import hierarchical_difference_ci, hierarchical_mean_ci
 
 TITLE = "Temporal awareness at unseen horizons: LPO vs TA-LPO (Jackson et al., 2024)"
@@ -60,9 +66,9 @@ def _toy() -> dict[str, Any]:
 
 
 def _minatar() -> dict[str, Any]:
-    # The LPO / TA-LPO MinAtar setting (Lu et al., 2022; Jackson et al., 2024): ES with
-    # population 64 (ESConfig's defaults), 800 generations, fitness = final evaluation
-    # return over the published PPO returns, per-game Adam lr / b2.
+    # The LPO / TA-LPO MinAtar setting (Lu et al., 2022; Jackson et al., 2024): OpenAI-ES
+    # with population 64 (ESConfig's other defaults are the paper's), 800 generations,
+    # fitness = final evaluation return over the published PPO returns, per-game Adam.
     return {
         "generations": 800, "checkpoint_every": 10,
         "task": {"envs": list(GAMES), "seeds": 1, "score": "evaluation",
@@ -70,6 +76,7 @@ def _minatar() -> dict[str, Any]:
                  "env_adam_b2": [GAMES[g][1] for g in GAMES],
                  "normalise": "fixed", "normalisers": [GAMES[g][2] for g in GAMES],
                  "ppo": dict(MINATAR_PPO)},
+        "es": {"population_size": 64},
     }
 
 
@@ -85,15 +92,11 @@ SCALES = {
 
 def meta_train_config(scale: str, drift: str, meta_seed: int) -> Any:
     """The meta-training config of one piece: the scale's run with this drift and seed."""
-    from discovery.config import from_dict, to_dict
     from discovery.drift_training import MetaTrainConfig
 
-    data = to_dict(MetaTrainConfig())
-    for key, value in SCALES[scale].meta_train.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) else value
-    data.update(name=f"{drift.replace('_', '-')}-meta-seed-{meta_seed}", seed=meta_seed)
-    data["task"] = {**data["task"], "drift": drift}
-    return from_dict(MetaTrainConfig, data, source=f"the {scale} scale of {TITLE}")
+    return build_config(MetaTrainConfig, SCALES[scale].meta_train, {
+        "name": f"{drift.replace('_', '-')}-meta-seed-{meta_seed}", "seed": meta_seed,
+        "task": {"drift": drift}}, source=f"the {scale} scale of {TITLE}")
 
 
 def pieces(scale: str) -> list[Piece]:

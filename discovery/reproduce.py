@@ -56,6 +56,7 @@ CLAIMS = {
     "dpo-vs-ppo-minatar": "discovery.claims_dpo_minatar",
     "temporal-awareness": "discovery.claims_temporal_awareness",
     "metagrad-variance-lpg": "discovery.claims_metagrad_variance",
+    "groove-plr-vs-dr": "discovery.claims_groove",
 }
 
 
@@ -85,6 +86,23 @@ def read_records(folder: Path) -> dict[str, dict[str, Any]]:
             for path in sorted(pieces.glob("*.json"))}
 
 
+def build_config(cls: type, *layers: dict[str, Any], source: str) -> Any:
+    """``cls``'s defaults with each of ``layers`` merged on top, nested dicts field by
+    field (so ``{"task": {"ppo": {"lr": 1e-3}}}`` changes only that field), checked
+    like a config file (``source`` names where the values came from)."""
+    from discovery.config import from_dict, to_dict
+
+    def merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+        return {**base, **{key: merge(base.get(key) or {}, value)
+                           if isinstance(value, dict) else value
+                           for key, value in layer.items()}}
+
+    data = to_dict(cls())
+    for layer in layers:
+        data = merge(data, layer)
+    return from_dict(cls, data, source=source)
+
+
 def meta_train_and_evaluate(config: Any, folder: Path, evaluation: Any) -> dict[str, Any]:
     """A piece that discovers something: meta-train ``config`` into
     ``<folder>/runs/<config.name>`` (resuming from its checkpoints after a kill), save the
@@ -112,6 +130,10 @@ def meta_train_and_evaluate(config: Any, folder: Path, evaluation: Any) -> dict[
             f"{curve}_first": history[0][curve], f"{curve}_last": history[-1][curve],
             **{name: int(sum(r[key] for r in history))
                for key, name in failures.items() if key in history[0]}}
+    curriculum = {key: value for key, value in history[-1].items()
+                  if key.startswith("curriculum_")}
+    if curriculum:  # the curriculum's state after the last generation (PLR's buffer)
+        meta["curriculum_last"] = curriculum
     held = component.held_out(zoo.load(run_dir), evaluation, ())
     return {
         "run": run_dir.relative_to(folder).as_posix(),
