@@ -57,6 +57,7 @@ CLAIMS = {
     "temporal-awareness": "discovery.claims_temporal_awareness",
     "metagrad-variance-lpg": "discovery.claims_metagrad_variance",
     "groove-plr-vs-dr": "discovery.claims_groove",
+    "drift-transfer": "discovery.claims_drift_transfer",
 }
 
 
