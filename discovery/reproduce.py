@@ -9,14 +9,17 @@ After the pieces, the claim's report (a markdown table with 95% bootstrap CIs ov
 seeds, a plot, and a one-sentence verdict) is written beside them as ``report.md``,
 ``report.json`` and ``<claim>.png``, from the records alone. ``discover reproduce
 --report`` rewrites RESULTS.md from every results folder (byte for byte the same for the
-same records). Scales: ``toy`` (seconds, what CI runs), ``cpu`` (the default: the
-largest a 2-core CPU allows in a few hours) and ``paper`` (the published settings, for a
-GPU).
+same records). A piece that meta-trains keeps its run folder (config, metrics,
+checkpoints, discovered params) in ``results/<claim>/<scale>/runs/<run>/`` and, rerun
+after a kill, resumes it from its last checkpoint. Scales: ``toy`` (seconds, what CI
+runs), ``cpu`` (the default: the largest a 2-core CPU allows in a few hours) and
+``paper`` (the published settings, for a GPU).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,8 +81,6 @@ def piece_path(folder: Path, piece: str) -> Path:
 
 def read_records(folder: Path) -> dict[str, dict[str, Any]]:
     """The finished pieces' records of a results folder, by piece name (sorted)."""
-    import json
-
     pieces = folder / "pieces"
     if not pieces.is_dir():
         return {}
@@ -124,7 +125,9 @@ def meta_train_and_evaluate(config: Any, folder: Path, evaluation: Any) -> dict[
     result = meta_train(config, run_dir, resume=True)
     component = COMPONENTS[config.component]
     save_params(result.params, run_dir / component.params_file)
-    history = result.history
+    # Every generation's log, also those of the calls before a kill (result.history has
+    # only this call's).
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     curve = "fitness_mean" if "fitness_mean" in history[0] else "episode_return"
     failures = {"num_nonfinite": "nonfinite_members", "nonfinite_chunks": "nonfinite_chunks"}
     meta = {"config": to_dict(config), "generations": len(history),

@@ -251,6 +251,13 @@ def test_the_drift_transfer_claim_runs_at_toy_size(tmp_path):
     assert np.isfinite(report.summary["learned_minus_ppo_clip"]["estimate"])
     assert report.verdict.split(":")[0].endswith("at this scale")
     assert "nan" not in report.markdown.lower()
+    # Killed after meta-training, before its record was written: the rerun resumes the
+    # finished run (no generation again) and evaluates it to the same numbers.
+    path = reproduce.piece_path(tmp_path / name / "toy", "meta-seed-0")
+    path.unlink()
+    reproduce.reproduce(name, "toy", tmp_path, log=lambda _: None)
+    again = json.loads(path.read_text())
+    assert {**again, "wall_time_s": 0} == {**record, "wall_time_s": 0}
 
 
 @pytest.mark.parametrize("shift, verdict", [
