@@ -86,13 +86,6 @@ def _finals(record: dict[str, Any] | None) -> np.ndarray:
     return np.array([np.nan if x is None else x for x in record["final_returns"]], float)
 
 
-def _cell(interval: Any, digits: int = 1) -> str:
-    if not np.isfinite(interval.estimate):
-        return "n/a"
-    return (f"{interval.estimate:.{digits}f} [{interval.low:.{digits}f}, "
-            f"{interval.high:.{digits}f}]")
-
-
 def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) -> Report:
     games = [g for g in GAMES if any(f"{g}/{d}" in expected for d in DRIFTS)]
     done = [name for name in expected if name in records]
@@ -105,8 +98,8 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
             relative.append((dpo, ppo))
         summary_games[game] = {"ppo": ppo_ci.as_dict(), "dpo": dpo_ci.as_dict(),
                                "dpo_minus_ppo": diff.as_dict()}
-        rows.append(f"| {game} | {GAMES[game][2]:.2f} | {_cell(ppo_ci)} ({ppo_ci.n}) | "
-                    f"{_cell(dpo_ci)} ({dpo_ci.n}) | {_cell(diff)} |")
+        rows.append(f"| {game} | {GAMES[game][2]:.2f} | {ppo_ci.text(1)} ({ppo_ci.n}) | "
+                    f"{dpo_ci.text(1)} ({dpo_ci.n}) | {diff.text(1)} |")
     overall = _relative_over_games(relative)
     complete = len(done) == len(expected)
     verdict = _verdict(overall, complete, len(done), len(expected))
@@ -127,7 +120,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         "|---|---|---|---|---|",
         *rows,
         "",
-        f"DPO - PPO-clip relative to PPO-clip, mean over games: {_cell(overall, 3)}.\n",
+        f"DPO - PPO-clip relative to PPO-clip, mean over games: {overall.text(3)}.\n",
         f"**Verdict**: {verdict}\n",
     ]
     summary = {"claim": "dpo-vs-ppo-minatar", "scale": scale, "pieces_done": done,

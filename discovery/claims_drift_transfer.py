@@ -132,20 +132,6 @@ def _env(i: int):
     return lambda m: np.nanmean(m[..., i, :], axis=-1)
 
 
-def _cell(interval: Any, digits: int = 2) -> str:
-    if not math.isfinite(interval.estimate):
-        return "n/a"
-    return (f"{interval.estimate:+.{digits}f} [{interval.low:+.{digits}f}, "
-            f"{interval.high:+.{digits}f}]")
-
-
-def _level(interval: Any, digits: int = 2) -> str:
-    if not math.isfinite(interval.estimate):
-        return "n/a"
-    return (f"{interval.estimate:.{digits}f} [{interval.low:.{digits}f}, "
-            f"{interval.high:.{digits}f}]")
-
-
 def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) -> Report:
     setting = SCALES[scale]
     done = [name for name in expected if name in records]
@@ -162,14 +148,14 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                     for b in versus}}
         per_env[env] = {k: v.as_dict() for k, v in cells.items()}
         ppo = [x for r in runs for x in r["final"]["1"][env]["ppo_clip"] if x is not None]
-        rows.append(f"| {env} | {np.mean(ppo):.2f} | {_level(cells['dpo'])} | "
-                    f"{_level(cells['learned'])} | {_cell(cells['learned_minus_ppo_clip'])} | "
-                    f"{_cell(cells['learned_minus_dpo'])} |" if ppo else
+        versus_text = [cells[f"learned_minus_{b}"].text(signed=True) for b in versus]
+        rows.append(f"| {env} | {np.mean(ppo):.2f} | {cells['dpo'].text()} | "
+                    f"{cells['learned'].text()} | {' | '.join(versus_text)} |" if ppo else
                     f"| {env} | n/a | n/a | n/a | n/a | n/a |")
     overall = {b: hierarchical_mean_ci(versus[b], _over_envs, seed=100 + k)
                for k, b in enumerate(versus)}
-    rows.append(f"| **mean over envs** | | | | {_cell(overall['ppo_clip'])} | "
-                f"{_cell(overall['dpo'])} |")
+    rows.append(f"| **mean over envs** | | | | {overall['ppo_clip'].text(signed=True)} | "
+                f"{overall['dpo'].text(signed=True)} |")
     verdict = _verdict(overall["ppo_clip"], overall["dpo"], len(done), len(expected))
     config = meta_train_config(scale, 0)
     task = config.task

@@ -129,13 +129,6 @@ def _per_layout(i: int):
     return lambda m: _layout_means(m)[..., i]
 
 
-def _cell(interval: Any, digits: int = 2) -> str:
-    if not math.isfinite(interval.estimate):
-        return "n/a"
-    return (f"{interval.estimate:.{digits}f} [{interval.low:.{digits}f}, "
-            f"{interval.high:.{digits}f}]")
-
-
 def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) -> Report:
     setting = SCALES[scale]
     done = [name for name in expected if name in records]
@@ -153,12 +146,12 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         per_layout[layout] = {**{arm: cells[arm].as_dict() for arm in ARMS},
                               "plr_minus_dr": diff.as_dict()}
         rate = f"{1000 * np.mean(a2c[layout]):.2f}" if a2c[layout] else "n/a"
-        rows.append(f"| {layout} | {rate} | {_cell(cells['dr'])} | {_cell(cells['plr'])} | "
-                    f"{_cell(diff)} |")
+        rows.append(f"| {layout} | {rate} | {cells['dr'].text()} | {cells['plr'].text()} | "
+                    f"{diff.text()} |")
     overall = {arm: hierarchical_mean_ci(scores[arm], _score, seed=100) for arm in ARMS}
     gap = hierarchical_difference_ci(scores["plr"], scores["dr"], _score, seed=200)
-    rows.append(f"| **mean over layouts** | | {_cell(overall['dr'])} | {_cell(overall['plr'])} "
-                f"| {_cell(gap)} |")
+    rows.append(f"| **mean over layouts** | | {overall['dr'].text()} | {overall['plr'].text()} "
+                f"| {gap.text()} |")
     verdict = _verdict(gap, len(done), len(expected))
     config = meta_train_config(scale, "plr", 0)
     counts = {arm: len(scores[arm]) for arm in ARMS}

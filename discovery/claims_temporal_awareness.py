@@ -145,13 +145,6 @@ def _statistics(horizons: list[str]) -> dict[str, Any]:
             "off_horizon": off_mean, "degradation": degradation}
 
 
-def _cell(interval: Any, digits: int = 2) -> str:
-    if not math.isfinite(interval.estimate):
-        return "n/a"
-    return (f"{interval.estimate:.{digits}f} [{interval.low:.{digits}f}, "
-            f"{interval.high:.{digits}f}]")
-
-
 def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) -> Report:
     setting = SCALES[scale]
     horizons = [_key(h) for h in setting.horizons]
@@ -173,8 +166,8 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         steps = f"{int(round(length * float(h))):,}" if length else "?"
         ppo = f"{np.mean(ppo_returns[h]):.1f}" if ppo_returns[h] else "n/a"
         mark = " (meta-trained)" if h == _key(1.0) else ""
-        rows.append(f"| x{h}{mark} | {steps} | {ppo} | {_cell(dpo_cell)} | "
-                    f"{_cell(cells['lpo'])} | {_cell(cells['ta_lpo'])} |")
+        rows.append(f"| x{h}{mark} | {steps} | {ppo} | {dpo_cell.text()} | "
+                    f"{cells['lpo'].text()} | {cells['ta_lpo'].text()} |")
     degradation = {d: hierarchical_mean_ci(learned[d], stat["degradation"], seed=100)
                    for d in DRIFTS}
     gap = hierarchical_difference_ci(learned["lpo"], learned["ta_lpo"], stat["degradation"],
@@ -204,8 +197,8 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         *rows,
         "",
         f"Degradation (score at x1 minus mean score at the other horizons): LPO "
-        f"{_cell(degradation['lpo'])}, TA-LPO {_cell(degradation['ta_lpo'])}; LPO - TA-LPO "
-        f"{_cell(gap)}. Off-horizon score, TA-LPO - LPO: {_cell(off)}.\n",
+        f"{degradation['lpo'].text()}, TA-LPO {degradation['ta_lpo'].text()}; LPO - TA-LPO "
+        f"{gap.text()}. Off-horizon score, TA-LPO - LPO: {off.text()}.\n",
         f"**Verdict**: {verdict}\n",
     ]
     summary = {"claim": "temporal-awareness", "scale": scale, "pieces_done": done,

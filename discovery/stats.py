@@ -38,6 +38,13 @@ class Interval:
     def as_dict(self) -> dict[str, float]:
         return {"estimate": self.estimate, "low": self.low, "high": self.high, "n": self.n}
 
+    def text(self, digits: int = 2, signed: bool = False) -> str:
+        """``"estimate [low, high]"`` for a table; ``"n/a"`` without data."""
+        if not np.isfinite(self.estimate):
+            return "n/a"
+        form = f"{'+' if signed else ''}.{digits}f"
+        return f"{self.estimate:{form}} [{self.low:{form}}, {self.high:{form}}]"
+
 
 def _finite(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64).ravel()
