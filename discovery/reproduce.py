@@ -22,7 +22,7 @@ import importlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,17 +190,44 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
         tic = time.perf_counter()
         record = piece.run(folder)
         record["wall_time_s"] = round(time.perf_counter() - tic, 1)
+        record["machine"] = machine()
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, record)
         log(f"{name} [{scale}]: {piece.name} done in {record['wall_time_s']:.0f} s")
     return write_report(name, scale, results)
 
 
+def machine() -> str:
+    """What a piece ran on, for its record: its wall time depends on it."""
+    import os
+
+    import jax
+
+    device = jax.devices()[0]
+    return (f"{jax.device_count()} x {device.platform} {device.device_kind}, "
+            f"{os.cpu_count()} CPU cores, jax {jax.__version__}")
+
+
+def compute_line(records: dict[str, dict[str, Any]]) -> str:
+    """One line on what the finished pieces cost: wall times and the machines they ran on."""
+    if not records:
+        return "**Compute**: no piece has run yet.\n"
+    minutes = [record["wall_time_s"] / 60 for record in records.values()]
+    machines = sorted({record.get("machine", "a machine the record does not name") for record in
+                       records.values()})
+    return (f"**Compute**: {len(minutes)} pieces, {sum(minutes):.0f} min of wall time in all "
+            f"({min(minutes):.0f}-{max(minutes):.0f} min a piece), on "
+            f"{'; '.join(machines)}.\n")
+
+
 def claim_report(name: str, scale: str, results: Path = Path("results")) -> Report:
-    """Claim ``name``'s report at ``scale`` from the records in its results folder."""
+    """Claim ``name``'s report at ``scale`` from the records in its results folder, with
+    what its pieces cost."""
     module = claim_module(name)
     expected = [piece.name for piece in module.pieces(scale)]
-    return module.report(read_records(claim_dir(results, name, scale)), scale, expected)
+    records = read_records(claim_dir(results, name, scale))
+    report = module.report(records, scale, expected)
+    return replace(report, markdown=f"{report.markdown}\n{compute_line(records)}")
 
 
 def write_report(name: str, scale: str, results: Path = Path("results")) -> Report:

@@ -50,7 +50,7 @@ def test_a_toy_claim_writes_its_pieces_report_and_plot(toy_results):
     assert list(records) == ["Breakout-MinAtar/dpo", "Breakout-MinAtar/ppo"]
     for record in records.values():
         assert len(record["final_returns"]) == 2 and record["wall_time_s"] >= 0
-        assert len(record["curves"]) == 2
+        assert len(record["curves"]) == 2 and "CPU cores, jax" in record["machine"]
     assert sum("running" in line for line in lines) == 2
     assert (folder / f"{CLAIM}.png").stat().st_size > 0
     summary = json.loads((folder / "report.json").read_text())
@@ -58,6 +58,7 @@ def test_a_toy_claim_writes_its_pieces_report_and_plot(toy_results):
     assert report.verdict.split(":")[0] in ("holds at this scale", "does not hold at this scale",
                                             "inconclusive at this scale")
     assert "nan" not in (folder / "report.md").read_text().lower()
+    assert "**Compute**: 2 pieces," in (folder / "report.md").read_text()
 
 
 def test_a_rerun_skips_finished_pieces_and_results_md_regenerates_byte_for_byte(
