@@ -128,3 +128,16 @@ def test_evaluating_an_objective_compares_it_with_a2c(tmp_path):
     )
     paths = write_report(report, tmp_path)
     assert "| dense |" in paths["markdown"].read_text()
+
+
+def test_held_out_minatar_games_train_at_the_lr_their_task_tuned():
+    from discovery.agents.ppo import PPOConfig
+    from discovery.drift_evaluation import _tuned_for
+
+    task = {"envs": ["Asterix-MinAtar", "Breakout-MinAtar"], "env_lr": [3e-3, 1e-2],
+            "env_adam_b2": [0.999, 0.99]}
+    ppo = PPOConfig(lr=5e-4)
+    tuned = _tuned_for(task, "Breakout-MinAtar", ppo)
+    assert (tuned.lr, tuned.adam_b2) == (1e-2, 0.99)
+    assert _tuned_for(task, "CartPole-v1", ppo) == ppo  # a held-out env keeps the base lr
+    assert _tuned_for({"envs": ["Breakout-MinAtar"]}, "Breakout-MinAtar", ppo) == ppo

@@ -1,0 +1,59 @@
+"""`discover reproduce drift-transfer` at toy size (killed and rerun), and its verdict under
+the rule fixed before the cpu run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from discovery import reproduce
+
+
+@pytest.mark.timeout(600)
+def test_the_drift_transfer_claim_runs_at_toy_size(tmp_path):
+    """LPO meta-trained on its envs, then evaluated only on envs outside them, beside
+    PPO-clip and DPO on the same keys."""
+    name = "drift-transfer"
+    report = reproduce.reproduce(name, "toy", tmp_path, log=lambda _: None)
+    records = reproduce.read_records(tmp_path / name / "toy")
+    assert list(records) == ["meta-seed-0"]
+    record = records["meta-seed-0"]
+    trained_on = record["meta_training"]["config"]["task"]["envs"]
+    assert record["envs"] == ["Catch-bsuite"] and "Catch-bsuite" not in trained_on
+    assert sorted(record["final"]["1"]["Catch-bsuite"]) == ["dpo", "learned", "ppo_clip"]
+    assert np.isfinite(report.summary["learned_minus_ppo_clip"]["estimate"])
+    assert report.verdict.split(":")[0].endswith("at this scale")
+    assert "nan" not in report.markdown.lower()
+    # Killed after meta-training, before its record was written: the rerun resumes the
+    # finished run (no generation again) and evaluates it to the same numbers.
+    path = reproduce.piece_path(tmp_path / name / "toy", "meta-seed-0")
+    path.unlink()
+    reproduce.reproduce(name, "toy", tmp_path, log=lambda _: None)
+    again = json.loads(path.read_text())
+    assert {**again, "wall_time_s": 0} == {**record, "wall_time_s": 0}
+
+
+@pytest.mark.parametrize("shift, verdict", [
+    (0.3, "holds at this scale"), (-0.3, "does not hold at this scale"),
+    (0.0, "inconclusive at this scale"),
+])
+def test_the_transfer_verdict_compares_with_ppo_clip_seed_by_seed(shift, verdict):
+    """The learned drift's normalised score minus PPO-clip's on the same seed decides;
+    seed noise shared by both methods cancels."""
+    module = reproduce.claim_module("drift-transfer")
+    rng = np.random.default_rng(0)
+    records = {}
+    for seed in range(3):
+        final = {}
+        for env in ("Breakout-MinAtar", "FourRooms-misc"):
+            ppo = 1.0 + rng.normal(0, 0.5, 16)  # seed luck, shared by every method
+            final[env] = {"ppo_clip": list(ppo), "dpo": list(ppo),
+                          "learned": list(ppo + shift + rng.normal(0, 0.05, 16))}
+        records[f"meta-seed-{seed}"] = {
+            "meta_seed": seed, "envs": list(final), "final": {"1": final},
+            "normalisers": {"1": {env: [0.0, 1.0] for env in final}}}
+    report = module.report(records, "cpu", [p.name for p in module.pieces("cpu")])
+    assert report.verdict.startswith(verdict)
+    assert report.summary["learned_minus_ppo_clip"]["estimate"] == pytest.approx(shift, abs=0.05)
