@@ -57,13 +57,14 @@ class Scale:
 
 
 SCALES = {
+    # The pipeline tests' toy LPG run (tests/toys.py), so CI compiles its programs once.
     "toy": Scale({
         "generations": 2, "checkpoint_every": 1,
         "objective": {"prediction_size": 4, "hidden_size": 8},
         "agent": {"num_envs": 4, "rollout_len": 5},
         "levels": {"max_size": 4, "max_objects": 1, "held_out": ["dense"]},
         "metagrad": {"num_agents": 4, "num_minibatches": 2, "unroll": 2,
-                     "lifetime_min": 4, "lifetime_max": 4},
+                     "lifetime_min": 6, "lifetime_max": 6},
         "eval_lifetime": 30,
     }, buffer_size=4, meta_seeds=1, eval_seeds=2),
     # The CPU-sized LPG run (ObjectiveMetaTrainConfig's defaults) grown as far as ~20 min

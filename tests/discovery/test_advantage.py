@@ -1,7 +1,7 @@
 """The third learnable component, a learned advantage transformation: its surrogate
 reaches PPO exactly through the drift argument, and what is particular to it in the
 shared pipeline (its results and zoo entry, and a meta-gradient that is nonzero from the
-start). Every optimiser x curriculum with exact resume: tests/test_contracts.py."""
+start). Every optimiser x curriculum with exact resume: tests/contracts.py."""
 
 from dataclasses import replace
 

@@ -217,7 +217,7 @@ def test_a_drift_meta_trained_by_meta_gradients_resumes_exactly_and_is_evaluated
     """Drift x meta-gradients x PLR by algorithmic regret: PPO agents on CartPole's
     physics take K=2 updates with the drift, the meta-gradient flows back through them,
     and PPO-clip trains beside each agent on its level. The contract tests' toy run
-    (tests/test_contracts.py), so its programs are compilation-cache hits."""
+    (tests/contracts.py), so its programs are compilation-cache hits."""
     # An aggressive PPO learning rate (a traced hyperparameter: same programs), so that
     # ratios leave PPO-clip's range: the drift starts at PPO-clip, whose gradient with
     # respect to the drift network is exactly zero until they do. Measured over 6 seeds x

@@ -35,7 +35,7 @@ CURRICULA = {
 }
 
 
-# Every combination runs two generations and resumes in tests/test_contracts.py; here
+# Every combination runs two generations and resumes in tests/contracts.py; here
 # meta-gradient runs long enough (8 generations, killed after a checkpoint 1 behind) for
 # lifetimes to end, levels to be scored and replayed, and the curriculum's state to come
 # back from the checkpoint, not from scratch.
