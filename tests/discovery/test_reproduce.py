@@ -95,3 +95,14 @@ def test_bootstrap_difference_by_hand():
     spread = bootstrap_mean_difference_ci(np.array([0.0, 2.0]), np.array([1.0]))
     assert spread.low == 0.0 - 1.0 and spread.high == 2.0 - 1.0 and spread.estimate == 0.0
     assert np.isnan(bootstrap_mean_difference_ci(np.array([np.nan]), np.ones(2)).estimate)
+
+
+def test_the_committed_results_page_is_what_the_committed_records_give(tmp_path, monkeypatch):
+    """RESULTS.md at the top of the repository regenerates byte for byte from results/
+    (a changed report or verdict text must come with `discover reproduce --report`)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    page = reproduce.write_results_page(Path("results"), tmp_path / "RESULTS.md")
+    assert page.read_bytes() == (root / "RESULTS.md").read_bytes()
