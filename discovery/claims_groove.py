@@ -136,7 +136,8 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
     # [layouts, seeds] per meta-seed at the evaluation's one horizon.
     scores = {arm: [normalised_scores(records[n], "learned")[0] for n in done
                     if records[n]["arm"] == arm] for arm in ARMS}
-    layouts = next((records[n]["envs"] for n in done), [])
+    config = meta_train_config(scale, "plr", 0)
+    layouts = next((records[n]["envs"] for n in done), list(config.levels.held_out))
     a2c = {layout: [x for n in done for x in records[n]["final"]["1"][layout]["a2c"]
                     if x is not None] for layout in layouts}
 
@@ -154,7 +155,6 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
     rows.append(f"| **mean over layouts** | | {overall['dr'].text()} | {overall['plr'].text()} "
                 f"| {gap.text()} |")
     verdict = _verdict(gap, len(done), len(expected))
-    config = meta_train_config(scale, "plr", 0)
     counts = {arm: len(scores[arm]) for arm in ARMS}
     lines = [
         f"## {TITLE} [{scale}]\n",
