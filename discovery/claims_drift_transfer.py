@@ -74,7 +74,9 @@ SCALES = {
     }, held_out=("Breakout-MinAtar", "Freeway-MinAtar", "FourRooms-misc",
                  "UmbrellaChain-bsuite"), meta_seeds=3, eval_seeds=16),
     # LPO's own setting: the MinAtar meta-training of the temporal-awareness claim's
-    # paper scale, evaluated on Brax tasks it never saw (Lu et al., 2022).
+    # paper scale, evaluated on Brax tasks it never saw (Lu et al., 2022). Not yet run
+    # (no GPU lent); the held-out Brax agents train with the meta-training's PPO settings,
+    # not the Brax PPO settings of the paper, until held-out envs can have their own.
     "paper": Scale({}, held_out=("brax/ant", "brax/halfcheetah", "brax/hopper",
                                  "brax/walker2d"), meta_seeds=3, eval_seeds=10),
 }
@@ -82,23 +84,18 @@ SCALES = {
 
 def meta_train_config(scale: str, meta_seed: int) -> Any:
     """The meta-training config of one piece: LPO at this scale, from this seed."""
+    from discovery.config import to_dict
     from discovery.drift_training import MetaTrainConfig
 
     if scale == "paper":
         from discovery.claims_temporal_awareness import meta_train_config as minatar
 
-        return build_config(MetaTrainConfig, _as_dict(minatar("paper", "lpo", meta_seed)),
+        return build_config(MetaTrainConfig, to_dict(minatar("paper", "lpo", meta_seed)),
                             {"name": f"lpo-transfer-meta-seed-{meta_seed}"},
                             source=f"the paper scale of {TITLE}")
     return build_config(MetaTrainConfig, SCALES[scale].meta_train, {
         "name": f"lpo-transfer-meta-seed-{meta_seed}", "seed": meta_seed,
         "task": {"drift": "lpo"}}, source=f"the {scale} scale of {TITLE}")
-
-
-def _as_dict(config: Any) -> dict[str, Any]:
-    from discovery.config import to_dict
-
-    return to_dict(config)
 
 
 def pieces(scale: str) -> list[Piece]:
