@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from discovery.reproduce import Piece, Report
+from discovery.reproduce import Piece, Report, pending_verdict
 from discovery.stats import bootstrap_mean_ci, bootstrap_mean_difference_ci
 
 TITLE = "DPO vs PPO-clip on MinAtar (Lu et al., 2022)"
@@ -157,8 +157,7 @@ def _relative_over_games(groups: list[tuple[np.ndarray, np.ndarray]], samples: i
 
 def _verdict(overall: Any, complete: bool, done: int, expected: int) -> str:
     if not complete:
-        return (f"pending: {done} of {expected} pieces have run "
-                "(`discover reproduce dpo-vs-ppo-minatar` runs the rest).")
+        return pending_verdict("dpo-vs-ppo-minatar", done, expected)
     if not np.isfinite(overall.estimate):
         return "inconclusive: no game has finite returns for both drifts."
     ci = f"(relative difference {overall.estimate:+.3f}, 95% CI [{overall.low:+.3f}, " \

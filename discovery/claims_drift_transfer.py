@@ -31,6 +31,7 @@ from discovery.reproduce import (
     build_config,
     meta_train_and_evaluate,
     normalised_scores,
+    pending_verdict,
 )
 from discovery.stats import hierarchical_mean_ci
 
@@ -187,8 +188,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
 
 def _verdict(gap: Any, dpo: Any, done: int, expected: int) -> str:
     if done < expected:
-        return (f"pending: {done} of {expected} pieces have run "
-                "(`discover reproduce drift-transfer` runs the rest).")
+        return pending_verdict("drift-transfer", done, expected)
     if not math.isfinite(gap.estimate):
         return "inconclusive: no held-out env has finite normalised scores."
     ci = (f"(LPO - PPO-clip {gap.estimate:+.2f}, 95% CI [{gap.low:+.2f}, {gap.high:+.2f}]; "

@@ -33,6 +33,7 @@ from discovery.reproduce import (
     build_config,
     meta_train_and_evaluate,
     normalised_scores,
+    pending_verdict,
 )
 from discovery.stats import hierarchical_difference_ci, hierarchical_mean_ci
 
@@ -190,8 +191,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
 
 def _verdict(gap: Any, done: int, expected: int) -> str:
     if done < expected:
-        return (f"pending: {done} of {expected} pieces have run "
-                "(`discover reproduce groove-plr-vs-dr` runs the rest).")
+        return pending_verdict("groove-plr-vs-dr", done, expected)
     if not math.isfinite(gap.estimate):
         return "inconclusive: no finite normalised rates for both arms."
     ci = f"(PLR - DR {gap.estimate:+.2f}, 95% CI [{gap.low:+.2f}, {gap.high:+.2f}])"

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from discovery.config import ConfigError
-from discovery.reproduce import Piece, Report, piece_path
+from discovery.reproduce import Piece, Report, pending_verdict, piece_path
 
 TITLE = "Multi-step meta-gradients: K-step vs mixed (Bonnet et al., One Step at a Time)"
 ESTIMATORS = ("k_step", "mixed")
@@ -199,8 +199,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
 def _verdict(boots: dict[str, np.ndarray], pair: tuple[str, str], done: int, expected: int,
              summary: dict[str, Any]) -> str:
     if done < expected:
-        return (f"pending: {done} of {expected} pieces have run "
-                "(`discover reproduce metagrad-variance-lpg` runs the rest).")
+        return pending_verdict("metagrad-variance-lpg", done, expected)
     mixed, k_step = boots[pair[0]], boots[pair[1]]  # paired: the same seed resamples
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = mixed[:, 0] / k_step[:, 0]

@@ -35,6 +35,7 @@ from discovery.reproduce import (
     build_config,
     meta_train_and_evaluate,
     normalised_scores,
+    pending_verdict,
 )
 from discovery.stats import hierarchical_difference_ci, hierarchical_mean_ci
 
@@ -213,8 +214,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
 
 def _verdict(gap: Any, off: Any, done: int, expected: int) -> str:
     if done < expected:
-        return (f"pending: {done} of {expected} pieces have run "
-                "(`discover reproduce temporal-awareness` runs the rest).")
+        return pending_verdict("temporal-awareness", done, expected)
     if not (math.isfinite(gap.estimate) and math.isfinite(off.estimate)):
         return "inconclusive: no finite normalised scores for both drifts."
     ci = (f"(degradation LPO - TA-LPO {gap.estimate:+.2f}, 95% CI [{gap.low:+.2f}, "

@@ -197,6 +197,12 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
     return write_report(name, scale, results)
 
 
+def pending_verdict(claim: str, done: int, expected: int) -> str:
+    """The verdict of a claim whose pieces have not all run."""
+    return (f"pending: {done} of {expected} pieces have run "
+            f"(`discover reproduce {claim}` runs the rest).")
+
+
 def machine() -> str:
     """What a piece ran on, for its record: its wall time depends on it."""
     import os
@@ -220,12 +226,11 @@ def compute_line(records: dict[str, dict[str, Any]]) -> str:
             f"{'; '.join(machines)}.\n")
 
 
-def claim_report(name: str, scale: str, results: Path = Path("results")) -> Report:
-    """Claim ``name``'s report at ``scale`` from the records in its results folder, with
-    what its pieces cost."""
+def claim_report(name: str, scale: str, records: dict[str, dict[str, Any]]) -> Report:
+    """Claim ``name``'s report at ``scale`` from its pieces' ``records``, with what the
+    pieces cost."""
     module = claim_module(name)
     expected = [piece.name for piece in module.pieces(scale)]
-    records = read_records(claim_dir(results, name, scale))
     report = module.report(records, scale, expected)
     return replace(report, markdown=f"{report.markdown}\n{compute_line(records)}")
 
@@ -233,11 +238,12 @@ def claim_report(name: str, scale: str, results: Path = Path("results")) -> Repo
 def write_report(name: str, scale: str, results: Path = Path("results")) -> Report:
     """The claim's report from the records in its results folder, written beside them."""
     folder = claim_dir(results, name, scale)
-    report = claim_report(name, scale, results)
+    records = read_records(folder)
+    report = claim_report(name, scale, records)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "report.md", report.markdown)
     write_json(folder / "report.json", {**report.summary, "verdict": report.verdict})
-    if report.plot is not None and read_records(folder):
+    if report.plot is not None and records:
         report.plot(folder / f"{name}.png")
     return report
 
@@ -258,7 +264,7 @@ def write_results_page(results: Path = Path("results"), page: Path = Path("RESUL
             folder = claim_dir(results, name, scale)
             # A claim's cpu section is always there (pending until its pieces run).
             if (folder / "pieces").is_dir() or scale == "cpu":
-                sections.append(claim_report(name, scale, results).markdown)
+                sections.append(claim_report(name, scale, read_records(folder)).markdown)
                 plot = folder / f"{name}.png"
                 if plot.exists():
                     sections.append(f"![{name} [{scale}]]({plot.as_posix()})\n")
