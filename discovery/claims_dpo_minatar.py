@@ -133,7 +133,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
 def _relative_over_games(groups: list[tuple[np.ndarray, np.ndarray]], samples: int = 2000):
     """Mean over games of (mean DPO - mean PPO) / |mean PPO|, seeds resampled within each
     game and drift (a stratified bootstrap)."""
-    from discovery.stats import Interval, resampled_means
+    from discovery.stats import Interval, percentile_interval, resampled_means
 
     if not groups:
         return Interval(float("nan"), float("nan"), float("nan"))
@@ -149,10 +149,7 @@ def _relative_over_games(groups: list[tuple[np.ndarray, np.ndarray]], samples: i
         point.append((dpo.mean() - ppo.mean()) / abs(ppo.mean()))
     if not point:
         return Interval(float("nan"), float("nan"), float("nan"))
-    resampled = np.mean(per_game, axis=0)
-    resampled = resampled[np.isfinite(resampled)]
-    low, high = np.percentile(resampled, [2.5, 97.5])
-    return Interval(float(np.mean(point)), float(low), float(high), len(point))
+    return percentile_interval(float(np.mean(point)), np.mean(per_game, axis=0), n=len(point))
 
 
 def _verdict(overall: Any, complete: bool, done: int, expected: int) -> str:

@@ -56,6 +56,19 @@ def resampled_means(values: np.ndarray, samples: int, rng: np.random.Generator) 
     return rng.choice(values, size=(samples, values.size), replace=True).mean(axis=1)
 
 
+def percentile_interval(
+    point: float, resampled: np.ndarray, confidence: float = 0.95, n: int = 0
+) -> Interval:
+    """``point`` with the percentile CI of its finite bootstrap ``resampled`` values;
+    every field NaN when ``point`` is not finite or no resample is ("no data")."""
+    resampled = resampled[np.isfinite(resampled)]
+    if not (np.isfinite(point) and resampled.size):
+        return Interval(float("nan"), float("nan"), float("nan"))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(resampled, [tail, 100 - tail])
+    return Interval(float(point), float(low), float(high), n)
+
+
 def bootstrap_mean_ci(
     values: np.ndarray, confidence: float = 0.95, samples: int = 2000, seed: int = 0
 ) -> Interval:
@@ -68,10 +81,8 @@ def bootstrap_mean_ci(
     if values.size == 0:
         return Interval(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    resampled = resampled_means(values, samples, rng)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(resampled, [tail, 100 - tail])
-    return Interval(float(values.mean()), float(low), float(high), int(values.size))
+    return percentile_interval(float(values.mean()), resampled_means(values, samples, rng),
+                               confidence, int(values.size))
 
 
 def bootstrap_mean_difference_ci(
@@ -94,12 +105,7 @@ def bootstrap_mean_difference_ci(
     with np.errstate(divide="ignore", invalid="ignore"):
         resampled = difference(a, b)
         estimate = float(difference(treated.mean(), control.mean()))
-    resampled = resampled[np.isfinite(resampled)]
-    if resampled.size == 0 or not np.isfinite(estimate):
-        return Interval(float("nan"), float("nan"), float("nan"))
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(resampled, [tail, 100 - tail])
-    return Interval(estimate, float(low), float(high), int(treated.size + control.size))
+    return percentile_interval(estimate, resampled, confidence, int(treated.size + control.size))
 
 
 def hierarchical_bootstrap(
@@ -122,15 +128,6 @@ def hierarchical_bootstrap(
         return np.mean(statistic(resampled), axis=-1)
 
 
-def _percentile_interval(point: float, resampled: np.ndarray, confidence: float, n: int):
-    resampled = resampled[np.isfinite(resampled)]
-    if not (np.isfinite(point) and resampled.size):
-        return Interval(float("nan"), float("nan"), float("nan"))
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(resampled, [tail, 100 - tail])
-    return Interval(float(point), float(low), float(high), n)
-
-
 def _group_mean(groups: Sequence[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray]):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -145,7 +142,7 @@ def hierarchical_mean_ci(
     :func:`hierarchical_bootstrap`; ``n`` counts the groups. NaN with no groups."""
     if not groups:
         return Interval(float("nan"), float("nan"), float("nan"))
-    return _percentile_interval(_group_mean(groups, statistic),
+    return percentile_interval(_group_mean(groups, statistic),
                                 hierarchical_bootstrap(groups, statistic, samples, seed),
                                 confidence, len(groups))
 
@@ -162,7 +159,7 @@ def hierarchical_difference_ci(
     point = _group_mean(treated, statistic) - _group_mean(control, statistic)
     resampled = (hierarchical_bootstrap(treated, statistic, samples, seed)
                  - hierarchical_bootstrap(control, statistic, samples, seed + 1))
-    return _percentile_interval(point, resampled, confidence, len(treated) + len(control))
+    return percentile_interval(point, resampled, confidence, len(treated) + len(control))
 
 
 def _trimmed_mean(sorted_values: np.ndarray) -> float:
