@@ -68,10 +68,12 @@ SCALES = {
                      "lifetime_min": 6, "lifetime_max": 6},
         "eval_lifetime": 30,
     }, buffer_size=4, meta_seeds=1, eval_seeds=2),
-    # The CPU-sized LPG run (ObjectiveMetaTrainConfig's defaults) grown as far as ~20 min
-    # a run on 2 cores allows: 32 agents (not 16) on levels up to 8x8 with 4 objects
-    # (not 6x6 with 3), lifetimes of 100 updates (not 50), 1,500 meta-updates (not 1,000
-    # as in BENCHMARKS.md's first comparison), a 512-level PLR buffer.
+    # The CPU-sized LPG run (ObjectiveMetaTrainConfig's defaults) grown as far as a
+    # 2-core CPU allows (planned at ~20 min of meta-training; measured 30-117 min a
+    # piece with other runs sharing the machine, BENCHMARKS.md): 32 agents (not 16) on
+    # levels up to 8x8 with 4 objects (not 6x6 with 3), lifetimes of 100 updates (not
+    # 50), 1,500 meta-updates (not 1,000 as in BENCHMARKS.md's first comparison), a
+    # 512-level PLR buffer.
     "cpu": Scale({
         "generations": 1500, "checkpoint_every": 100,
         "levels": {"max_size": 8, "max_objects": 4},
@@ -164,8 +166,9 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         "gridworlds and to Atari than LPG meta-trained on uniformly random levels "
         "(Jackson et al., 2023), at 512 agents, 250-update lifetimes, up-to-10x10 levels "
         "and a 4,000-level buffer.\n",
-        f"**Setup**: both arms meta-trained by meta-gradients ({config.generations} updates "
-        f"of {config.metagrad.num_agents} agents x K = {config.metagrad.unroll}, "
+        f"**Setup**: both arms meta-trained by meta-gradients ({config.generations} Adam "
+        f"updates at meta lr {config.metagrad.lr:g}, GROOVE's being 1e-4, each over "
+        f"{config.metagrad.num_agents} agents x K = {config.metagrad.unroll}, "
         f"lifetimes of {config.metagrad.lifetime_max} updates, random levels up to "
         f"{config.levels.max_size}x{config.levels.max_size} with up to "
         f"{config.levels.max_objects} objects; PLR buffer {setting.buffer_size}), "
@@ -179,6 +182,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         "|---|---|---|---|---|",
         *rows,
         "",
+        *_meta_training_lines(records, done),
         f"**Verdict**: {verdict}\n",
     ]
     summary = {"claim": "groove-plr-vs-dr", "scale": scale, "pieces_done": done,
@@ -187,6 +191,36 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                "plr_minus_dr": gap.as_dict()}
     return Report("\n".join(lines), summary, verdict,
                   lambda path: _plot(scores, layouts, path))
+
+
+def _meta_training_lines(records: dict[str, dict[str, Any]], done: list[str]) -> list[str]:
+    """How each run's agents fared during meta-training (reward per 1000 steps over the
+    first, best and last tenth of its updates): the params evaluated are the last ones,
+    as in GROOVE, so a run that collapsed late shows here as well as in the scores."""
+    curves = {name: records[name].get("meta_training", {}).get("training_curve")
+              for name in done}
+    curves = {name: curve for name, curve in curves.items()
+              if curve and any(m is not None for m in curve["span_means"])}
+    if not curves:
+        return []
+    rows, collapsed = [], 0
+    for name, curve in curves.items():
+        means = np.array([np.nan if m is None else m for m in curve["span_means"]])
+        first, best, last = means[0], np.nanmax(means), means[-1]
+        collapsed += bool(best > 0 and last < 0.5 * best)
+        ratio = f"{last / best:.2f}" if best > 0 else "n/a"
+        arm, seed = records[name]["arm"], records[name]["meta_seed"]
+        rows.append(f"| {LABELS[arm]}, meta-seed {seed} | {1000 * first:.1f} | "
+                    f"{1000 * best:.1f} | {1000 * last:.1f} | {ratio} |")
+    lines = ["**Meta-training**: the agents' reward per 1000 steps while the objective was "
+             "meta-trained (mean over a tenth of the updates).\n",
+             "| run | first tenth | best tenth | last tenth | last / best |",
+             "|---|---|---|---|---|", *rows, ""]
+    if collapsed:
+        lines.append(f"{collapsed} of {len(curves)} runs ended below half their best tenth: "
+                     "meta-training collapsed late, and the held-out scores are those of the "
+                     "collapsed objective.\n")
+    return lines
 
 
 def _verdict(gap: Any, done: int, expected: int) -> str:

@@ -88,6 +88,41 @@ def read_records(folder: Path) -> dict[str, dict[str, Any]]:
             for path in sorted(pieces.glob("*.json"))}
 
 
+#: The signal a run's agents learn by, per log line: the ES population's mean fitness, or
+#: the meta-gradient agents' mean reward per step.
+TRAINING_SIGNALS = ("fitness_mean", "reward_per_step")
+
+
+def training_curve(run_dir: Path, spans: int = 10) -> dict[str, Any] | None:
+    """A meta-training run's learning signal (see :data:`TRAINING_SIGNALS`) averaged
+    over ``spans`` equal spans of its generations, from its ``metrics.jsonl``; ``None``
+    when the run folder has no log. Shows whether a run improved, then fell back (a
+    collapse late in meta-training leaves the discovered params worse than mid-run)."""
+    log = Path(run_dir) / "metrics.jsonl"
+    if not log.is_file():
+        return None
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    signal = next((key for key in TRAINING_SIGNALS if rows and key in rows[0]), None)
+    if signal is None:
+        return None
+    values = np.array([np.nan if r[signal] is None else r[signal] for r in rows], float)
+    means = [float(np.nanmean(part)) if np.isfinite(part).any() else None
+             for part in np.array_split(values, min(spans, len(values)))]
+    return {"signal": signal, "generations": len(values), "span_means": means}
+
+
+def claim_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """:func:`read_records` with each meta-training record's ``training_curve`` (from its
+    run folder's log, committed beside the records) under ``meta_training``."""
+    records = read_records(folder)
+    for record in records.values():
+        if "run" in record and "meta_training" in record:
+            curve = training_curve(Path(folder) / record["run"])
+            if curve is not None:
+                record["meta_training"]["training_curve"] = curve
+    return records
+
+
 def build_config(cls: type, *layers: dict[str, Any], source: str) -> Any:
     """``cls``'s defaults with each of ``layers`` merged on top, nested dicts field by
     field (so ``{"task": {"ppo": {"lr": 1e-3}}}`` changes only that field), checked
@@ -238,7 +273,7 @@ def claim_report(name: str, scale: str, records: dict[str, dict[str, Any]]) -> R
 def write_report(name: str, scale: str, results: Path = Path("results")) -> Report:
     """The claim's report from the records in its results folder, written beside them."""
     folder = claim_dir(results, name, scale)
-    records = read_records(folder)
+    records = claim_records(folder)
     report = claim_report(name, scale, records)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "report.md", report.markdown)
@@ -264,7 +299,7 @@ def write_results_page(results: Path = Path("results"), page: Path = Path("RESUL
             folder = claim_dir(results, name, scale)
             # A claim's cpu section is always there (pending until its pieces run).
             if (folder / "pieces").is_dir() or scale == "cpu":
-                sections.append(claim_report(name, scale, read_records(folder)).markdown)
+                sections.append(claim_report(name, scale, claim_records(folder)).markdown)
                 plot = folder / f"{name}.png"
                 if plot.exists():
                     sections.append(f"![{name} [{scale}]]({plot.as_posix()})\n")

@@ -28,6 +28,7 @@ def test_the_groove_claim_runs_at_toy_size(tmp_path):
         assert sorted(runs) == ["a2c", "learned"] and len(runs["learned"]) == 2
     assert np.isfinite(report.summary["plr_minus_dr"]["estimate"])
     assert report.verdict.split(":")[0].endswith("at this scale")
+    assert "| LPG + PLR (regret), meta-seed 0 |" in report.markdown  # meta-training curve
     assert "nan" not in report.markdown.lower()
 
 

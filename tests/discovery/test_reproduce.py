@@ -106,3 +106,15 @@ def test_the_committed_results_page_is_what_the_committed_records_give(tmp_path,
     monkeypatch.chdir(root)
     page = reproduce.write_results_page(Path("results"), tmp_path / "RESULTS.md")
     assert page.read_bytes() == (root / "RESULTS.md").read_bytes()
+
+
+def test_a_training_curve_shows_a_run_that_learned_then_collapsed(tmp_path):
+    """Span means of the run's learning signal from its log: rising, then falling back;
+    a run without a log has no curve."""
+    values = [0.1] * 10 + [0.3] * 10 + [0.05] * 10
+    lines = [json.dumps({"generation": i, "reward_per_step": v}) for i, v in enumerate(values)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    curve = reproduce.training_curve(tmp_path, spans=3)
+    assert curve["signal"] == "reward_per_step" and curve["generations"] == 30
+    np.testing.assert_allclose(curve["span_means"], [0.1, 0.3, 0.05])
+    assert reproduce.training_curve(tmp_path / "missing") is None
