@@ -42,12 +42,14 @@ EVAL_SEED = 1000  # fresh agents: far from every meta-training seed
 @dataclass(frozen=True)
 class Scale:
     """One scale: the LPO meta-training run (``MetaTrainConfig`` fields over its
-    defaults), the held-out envs, meta-seeds and fresh seeds per env."""
+    defaults), the held-out envs, meta-seeds and fresh seeds per env, and how the
+    held-out agents' PPO differs from the meta-training's (``key=value`` overrides)."""
 
     meta_train: dict[str, Any]
     held_out: tuple[str, ...]
     meta_seeds: int
     eval_seeds: int
+    eval_ppo: tuple[str, ...] = ()
 
 
 SCALES = {
@@ -75,11 +77,18 @@ SCALES = {
     }, held_out=("Breakout-MinAtar", "Freeway-MinAtar", "FourRooms-misc",
                  "UmbrellaChain-bsuite"), meta_seeds=3, eval_seeds=16),
     # LPO's own setting: the MinAtar meta-training of the temporal-awareness claim's
-    # paper scale, evaluated on Brax tasks it never saw (Lu et al., 2022). Not yet run
-    # (no GPU lent); the held-out Brax agents train with the meta-training's PPO settings,
-    # not the Brax PPO settings of the paper, until held-out envs can have their own.
+    # paper scale, evaluated on Brax tasks it never saw (Lu et al., 2022), whose agents
+    # train with the paper's Brax PPO settings (its Ant setting: 3e7 steps, 2048 envs x
+    # 5 steps, 32 minibatches, 4 epochs, gamma 0.97, lr 3e-4, reward scaling 10, observation
+    # normalisation) and a 64x64 tanh MLP, not the MinAtar meta-training's PPO. Not yet run
+    # (no GPU lent).
     "paper": Scale({}, held_out=("brax/ant", "brax/halfcheetah", "brax/hopper",
-                                 "brax/walker2d"), meta_seeds=3, eval_seeds=10),
+                                 "brax/walker2d"), meta_seeds=3, eval_seeds=10,
+                   eval_ppo=("ppo.total_timesteps=30000000", "ppo.num_envs=2048",
+                             "ppo.num_steps=5", "ppo.num_minibatches=32", "ppo.update_epochs=4",
+                             "ppo.gamma=0.97", "ppo.gae_lambda=0.95", "ppo.lr=3e-4",
+                             "ppo.adam_b2=0.999", "ppo.ent_coef=0.01", "ppo.reward_scale=10",
+                             "ppo.normalize_obs=true", "ppo.activation=tanh")),
 }
 
 
@@ -113,7 +122,7 @@ def _runner(scale: str, meta_seed: int):
                                     seed=EVAL_SEED)
         return {"meta_seed": meta_seed,
                 **meta_train_and_evaluate(meta_train_config(scale, meta_seed), folder,
-                                          evaluation)}
+                                          evaluation, setting.eval_ppo)}
 
     return run
 
@@ -158,6 +167,8 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
     verdict = _verdict(overall["ppo_clip"], overall["dpo"], len(done), len(expected))
     config = meta_train_config(scale, 0)
     task = config.task
+    held_out_ppo = ("PPO settings " + ", ".join(o.removeprefix("ppo.") for o in setting.eval_ppo)
+                    if setting.eval_ppo else "the meta-training's PPO settings")
     lines = [
         f"## {TITLE} [{scale}]\n",
         "**Paper**: LPO's drift, meta-trained by ES on MinAtar, outperformed PPO-clip on "
@@ -168,7 +179,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         f"env and member, fitness normalised per env ({task.normalise}); "
         f"{setting.meta_seeds} meta-seeds (done: {len(done)}). Each discovered drift "
         f"trains {setting.eval_seeds} fresh PPO agents per held-out env beside PPO-clip "
-        "and DPO on the same keys, with the meta-training's PPO settings. Normalised "
+        f"and DPO on the same keys, with {held_out_ppo}. Normalised "
         "score: random play 0, PPO-clip 1; differences paired by seed; 95% CIs from a "
         "two-level bootstrap (meta-seeds, then seeds).\n",
         "| held-out env | PPO-clip return | DPO | learned LPO | LPO - PPO-clip | "

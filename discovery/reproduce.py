@@ -140,14 +140,17 @@ def build_config(cls: type, *layers: dict[str, Any], source: str) -> Any:
     return from_dict(cls, data, source=source)
 
 
-def meta_train_and_evaluate(config: Any, folder: Path, evaluation: Any) -> dict[str, Any]:
+def meta_train_and_evaluate(
+    config: Any, folder: Path, evaluation: Any, overrides: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """A piece that discovers something: meta-train ``config`` into
     ``<folder>/runs/<config.name>`` (resuming from its checkpoints after a kill), save the
     discovered params where :func:`discovery.zoo.load` reads a run folder, then train
     fresh agents with it and its baselines on the held-out envs of ``evaluation`` (an
-    :class:`discovery.evaluate.EvaluateConfig`). Returns the record's common part: the
-    run, its meta-training figures, and per horizon, env and method the final scores
-    per seed with the normalisers."""
+    :class:`discovery.evaluate.EvaluateConfig`), their inner agents' config changed by
+    ``overrides`` (``discover evaluate``'s ``key=value``, e.g. ``"ppo.gamma=0.97"``).
+    Returns the record's common part: the run, its meta-training figures, and per
+    horizon, env and method the final scores per seed with the normalisers."""
     from discovery import zoo
     from discovery.components import COMPONENTS
     from discovery.config import to_dict
@@ -173,7 +176,7 @@ def meta_train_and_evaluate(config: Any, folder: Path, evaluation: Any) -> dict[
                   if key.startswith("curriculum_")}
     if curriculum:  # the curriculum's state after the last generation (PLR's buffer)
         meta["curriculum_last"] = curriculum
-    held = component.held_out(zoo.load(run_dir), evaluation, ())
+    held = component.held_out(zoo.load(run_dir), evaluation, overrides)
     return {
         "run": run_dir.relative_to(folder).as_posix(),
         "meta_training": meta,

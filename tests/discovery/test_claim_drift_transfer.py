@@ -57,3 +57,26 @@ def test_the_transfer_verdict_compares_with_ppo_clip_seed_by_seed(shift, verdict
     report = module.report(records, "cpu", [p.name for p in module.pieces("cpu")])
     assert report.verdict.startswith(verdict)
     assert report.summary["learned_minus_ppo_clip"]["estimate"] == pytest.approx(shift, abs=0.05)
+
+
+def test_at_paper_scale_the_held_out_brax_agents_train_with_brax_ppo_settings():
+    """Lu et al. (2022) trained their held-out Brax agents with Brax's PPO settings, not
+    the MinAtar meta-training's; the evaluation builds exactly those (without running)."""
+    from types import SimpleNamespace
+
+    from discovery.config import to_dict
+    from discovery.drift_evaluation import _setting, _tuned_for
+    from discovery.evaluate import EvaluateConfig
+
+    module = reproduce.claim_module("drift-transfer")
+    setting = module.SCALES["paper"]
+    config = to_dict(module.meta_train_config("paper", 0))
+    entry = SimpleNamespace(manifest={"provenance": {"config": config}})
+    task, names, ppo = _setting(entry, EvaluateConfig(envs=setting.held_out), setting.eval_ppo)
+    assert names == setting.held_out and all(n.startswith("brax/") for n in names)
+    assert config["task"]["ppo"]["gamma"] == 0.99  # MinAtar's, overridden for Brax
+    for name in names:
+        brax = _tuned_for(task, name, ppo)
+        assert (brax.total_timesteps, brax.num_envs, brax.num_steps) == (30_000_000, 2048, 5)
+        assert (brax.gamma, brax.lr, brax.reward_scale, brax.normalize_obs) == (
+            0.97, 3e-4, 10.0, True)
