@@ -59,11 +59,13 @@ MAX_PROGRESS_CHUNKS = 1000
 
 
 def progress_chunk(num_updates: int, max_chunks: int = MAX_PROGRESS_CHUNKS) -> int:
-    """Updates per chunk: the smallest divisor of ``num_updates`` that needs at most
-    ``max_chunks`` chunks, so that every chunk is the same compiled program (a prime
-    number of updates above ``max_chunks`` runs as one chunk)."""
-    return next(d for d in range(1, num_updates + 1)
-                if num_updates % d == 0 and num_updates // d <= max_chunks)
+    """Updates per chunk when progress is reported, for at most ``max_chunks`` chunks: a
+    divisor of ``num_updates`` when one is at most twice the fewest updates per chunk
+    (every chunk then runs the same compiled program), else that fewest, with a shorter
+    last chunk (a second program), so that a prime number of updates reports too."""
+    fewest = -(-num_updates // max_chunks)
+    divisor = next(d for d in range(fewest, num_updates + 1) if num_updates % d == 0)
+    return divisor if divisor <= 2 * fewest else fewest
 
 
 def train_seeds(
@@ -74,7 +76,8 @@ def train_seeds(
     """Train ``config.seeds`` agents, vmapped over seeds, in one jitted program.
 
     With ``on_update(n)`` (for progress bars) the updates run in equal chunks of one
-    compiled program (:func:`progress_chunk`, from :func:`make_train_stages`) and
+    compiled program, the last one maybe shorter (:func:`progress_chunk`, from
+    :func:`make_train_stages`), and
     ``on_update`` is called on the host after each chunk with the last update done
     (0-based): the same experience and returns as without, the loss means to float
     rounding. Programs without host callbacks are what JAX's persistent cache keeps, so
@@ -97,12 +100,13 @@ def train_seeds(
         start, advance = make_train_stages(config.ppo, env, env_params, drift)
         state, update_keys = jax.jit(jax.vmap(start))(keys)
         step = jax.jit(jax.vmap(advance, in_axes=(0, 0, None)))
-        chunk = progress_chunk(config.ppo.num_updates)
+        num_updates = config.ppo.num_updates
+        chunk = progress_chunk(num_updates, MAX_PROGRESS_CHUNKS)
         parts = []
-        for first in range(0, config.ppo.num_updates, chunk):
+        for first in range(0, num_updates, chunk):
             state, part = step(state, update_keys[:, first:first + chunk], drift_params)
             parts.append(part)
-            on_update(first + chunk - 1)
+            on_update(min(first + chunk, num_updates) - 1)
         metrics = jax.tree.map(lambda *chunks: np.concatenate(chunks, axis=1), *parts)
         failed = jax.jit(jax.vmap(diverged))(state, metrics)
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}

@@ -167,18 +167,24 @@ def test_bad_config_is_rejected():
         PPOConfig(num_envs=4, num_steps=128, total_timesteps=100)
 
 
-def test_progress_runs_the_updates_in_chunks_with_the_same_numbers():
-    """``discover train``'s progress bar: the updates run in equal chunks from the host
-    (no host callback inside the program, so JAX's persistent cache keeps it), and the
-    experience is that of one whole run; the loss means differ by float rounding only
-    (XLA reduces them in another order in the smaller program)."""
+def test_progress_runs_the_updates_in_chunks_with_the_same_numbers(monkeypatch):
+    """``discover train``'s progress bar: the updates run in chunks from the host (no
+    host callback inside the program, so JAX's persistent cache keeps it), here 7
+    updates in at most 3 chunks (3, 3 and a shorter last one), and the experience is
+    that of one whole run; the loss means differ by float rounding only (XLA reduces
+    them in another order in the smaller programs)."""
+    import discovery.train
+
+    monkeypatch.setattr(discovery.train, "MAX_PROGRESS_CHUNKS", 3)
     config = TrainConfig(env="CartPole-v1", drift="dpo", seeds=2,
-                         ppo=replace(TINY, total_timesteps=TINY.steps_per_update * 6))
+                         ppo=replace(TINY, total_timesteps=TINY.steps_per_update * 7))
     seen = []
     chunked = train_seeds(config, on_update=seen.append)
     whole = train_seeds(config)
-    assert progress_chunk(6, max_chunks=3) == 2 and progress_chunk(7, max_chunks=3) == 7
-    assert seen == list(range(config.ppo.num_updates))  # 6 updates: chunks of 1
+    assert seen == [2, 5, 6]  # the last update done after each chunk
+    # A divisor near the fewest updates per chunk keeps one program; a prime count
+    # (1009 updates, at most 1000 chunks) still reports, in chunks of 2 and a last of 1.
+    assert progress_chunk(6, max_chunks=3) == 2 and progress_chunk(1009) == 2
     for name in ("episode_return", "episode_length", "episodes", "latest_return", "entropy"):
         np.testing.assert_array_equal(chunked.metrics[name], whole.metrics[name], err_msg=name)
     for name in ("actor_loss", "value_loss", "drift", "approx_kl"):
