@@ -72,6 +72,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="agents per member")
     parser.add_argument("--devices", type=int, default=1, help="forced CPU devices (subprocess)")
     args = parser.parse_args()
+    odd = [p for p in args.populations if p < 2 or p % 2]
+    if odd:
+        parser.error(f"--populations: got {odd}; allowed: even sizes >= 2 (OpenAI-ES samples "
+                     "antithetic pairs; one agent's rate is printed as the first row anyway)")
     if args.devices > 1 and len(jax.devices()) != args.devices:
         env = dict(os.environ)
         env["XLA_FLAGS"] = (
