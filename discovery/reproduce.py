@@ -7,13 +7,14 @@ seed group, a meta-seed). Each piece writes its raw record, strict JSON, atomica
 is there, so a claim completes over several sittings and nothing is lost when one ends.
 After the pieces, the claim's report (a markdown table with 95% bootstrap CIs over
 seeds, a plot, and a one-sentence verdict) is written beside them as ``report.md``,
-``report.json`` and ``<claim>.png``, from the records alone. ``discover reproduce
---report`` rewrites RESULTS.md from every results folder (byte for byte the same for the
-same records). A piece that meta-trains keeps its run folder (config, metrics,
-checkpoints, discovered params) in ``results/<claim>/<scale>/runs/<run>/`` and, rerun
-after a kill, resumes it from its last checkpoint. Scales: ``toy`` (seconds, what CI
-runs), ``cpu`` (the default: the largest a 2-core CPU allows in a few hours) and
-``paper`` (the published settings, for a GPU).
+``report.json`` and ``<claim>.png``, from the records and the logs of the runs they
+name. ``discover reproduce --report`` rewrites RESULTS.md from every results folder
+(byte for byte the same for the same records). A piece that meta-trains keeps its run
+folder (config, metrics, checkpoints, discovered params) in
+``results/<claim>/<scale>/runs/<run>/`` and, rerun after a kill, resumes it from its
+last checkpoint. Scales: ``toy`` (seconds, what CI runs), ``cpu`` (the default: the
+largest a 2-core CPU allows in a few hours) and ``paper`` (the published settings,
+for a GPU).
 """
 
 from __future__ import annotations
