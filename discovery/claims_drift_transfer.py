@@ -29,7 +29,9 @@ from discovery.reproduce import (
     Piece,
     Report,
     build_config,
+    es_fitness_text,
     meta_train_and_evaluate,
+    meta_training_lines,
     normalised_scores,
     pending_verdict,
 )
@@ -187,6 +189,8 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         "|---|---|---|---|---|---|",
         *rows,
         "",
+        *meta_training_lines({f"meta-seed {records[n]['meta_seed']}": records[n] for n in done},
+                             es_fitness_text(task)),
         f"**Verdict**: {verdict}\n",
     ]
     summary = {"claim": "drift-transfer", "scale": scale, "pieces_done": done,

@@ -32,6 +32,7 @@ from discovery.reproduce import (
     Report,
     build_config,
     meta_train_and_evaluate,
+    meta_training_lines,
     normalised_scores,
     pending_verdict,
 )
@@ -182,7 +183,10 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         "|---|---|---|---|---|",
         *rows,
         "",
-        *_meta_training_lines(records, done),
+        *meta_training_lines(
+            {f"{LABELS[records[n]['arm']]}, meta-seed {records[n]['meta_seed']}": records[n]
+             for n in done},
+            "the agents' reward per 1000 steps while the objective was meta-trained", 1000),
         f"**Verdict**: {verdict}\n",
     ]
     summary = {"claim": "groove-plr-vs-dr", "scale": scale, "pieces_done": done,
@@ -191,36 +195,6 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                "plr_minus_dr": gap.as_dict()}
     return Report("\n".join(lines), summary, verdict,
                   lambda path: _plot(scores, layouts, path))
-
-
-def _meta_training_lines(records: dict[str, dict[str, Any]], done: list[str]) -> list[str]:
-    """How each run's agents fared during meta-training (reward per 1000 steps over the
-    first, best and last tenth of its updates): the params evaluated are the last ones,
-    as in GROOVE, so a run that collapsed late shows here as well as in the scores."""
-    curves = {name: records[name].get("meta_training", {}).get("training_curve")
-              for name in done}
-    curves = {name: curve for name, curve in curves.items()
-              if curve and any(m is not None for m in curve["span_means"])}
-    if not curves:
-        return []
-    rows, collapsed = [], 0
-    for name, curve in curves.items():
-        means = np.array([np.nan if m is None else m for m in curve["span_means"]])
-        first, best, last = means[0], np.nanmax(means), means[-1]
-        collapsed += bool(best > 0 and last < 0.5 * best)
-        ratio = f"{last / best:.2f}" if best > 0 else "n/a"
-        arm, seed = records[name]["arm"], records[name]["meta_seed"]
-        rows.append(f"| {LABELS[arm]}, meta-seed {seed} | {1000 * first:.1f} | "
-                    f"{1000 * best:.1f} | {1000 * last:.1f} | {ratio} |")
-    lines = ["**Meta-training**: the agents' reward per 1000 steps while the objective was "
-             "meta-trained (mean over a tenth of the updates).\n",
-             "| run | first tenth | best tenth | last tenth | last / best |",
-             "|---|---|---|---|---|", *rows, ""]
-    if collapsed:
-        lines.append(f"{collapsed} of {len(curves)} runs ended below half their best tenth: "
-                     "meta-training collapsed late, and the held-out scores are those of the "
-                     "collapsed objective.\n")
-    return lines
 
 
 def _verdict(gap: Any, done: int, expected: int) -> str:

@@ -33,7 +33,9 @@ from discovery.reproduce import (
     Piece,
     Report,
     build_config,
+    es_fitness_text,
     meta_train_and_evaluate,
+    meta_training_lines,
     normalised_scores,
     pending_verdict,
 )
@@ -201,6 +203,9 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         f"Degradation (score at x1 minus mean score at the other horizons): LPO "
         f"{degradation['lpo'].text()}, TA-LPO {degradation['ta_lpo'].text()}; LPO - TA-LPO "
         f"{gap.text()}. Off-horizon score, TA-LPO - LPO: {off.text()}.\n",
+        *meta_training_lines(
+            {f"{LABELS[records[n]['drift']]}, meta-seed {records[n]['meta_seed']}": records[n]
+             for n in done}, es_fitness_text(task)),
         f"**Verdict**: {verdict}\n",
     ]
     summary = {"claim": "temporal-awareness", "scale": scale, "pieces_done": done,

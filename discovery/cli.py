@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--results", default="results", help="results folder root")
     reproduce.add_argument("--list", action="store_true", help="list the claims")
     reproduce.add_argument("--report", action="store_true",
-                           help="rewrite RESULTS.md from the results folders")
+                           help="rewrite every claim's report and RESULTS.md from the "
+                           "results folders")
     reproduce.add_argument("--page", default="RESULTS.md", help="the page --report writes")
     return parser
 
@@ -479,7 +480,8 @@ def _reproduce(args: argparse.Namespace) -> int:
             print(f"{name}: {reproduce.claim_module(name).TITLE}")
         return 0
     if args.report:
-        print(f"wrote {reproduce.write_results_page(Path(args.results), Path(args.page))}")
+        print(f"wrote {reproduce.write_reports(Path(args.results), Path(args.page))} and "
+              "every claim's report")
         return 0
     if args.claim is None:
         raise ConfigError(f"claim: give one of {', '.join(reproduce.CLAIMS)} (or --list)")

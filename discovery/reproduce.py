@@ -124,6 +124,45 @@ def claim_records(folder: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
+def meta_training_lines(
+    records: dict[str, dict[str, Any]], what: str, scale: float = 1.0
+) -> list[str]:
+    """A report's table of how each run fared while it meta-trained: its learning signal
+    (``what`` it is, times ``scale``) over the first, best and last tenth of its
+    generations, by run label. The params evaluated are the last ones, so a run that
+    learned and then collapsed, or never improved on where it started, shows here."""
+    curves = {label: record.get("meta_training", {}).get("training_curve")
+              for label, record in records.items()}
+    curves = {label: curve for label, curve in curves.items()
+              if curve and any(m is not None for m in curve["span_means"])}
+    if not curves:
+        return []
+    rows, collapsed = [], 0
+    for label, curve in curves.items():
+        means = scale * np.array([np.nan if m is None else m for m in curve["span_means"]])
+        first, best, last = means[0], np.nanmax(means), means[-1]
+        collapsed += bool(best > 0 and last < 0.5 * best)
+        ratio = f"{last / best:.2f}" if best > 0 else "n/a"
+        rows.append(f"| {label} | {first:.3g} | {best:.3g} | {last:.3g} | {ratio} |")
+    lines = [f"**Meta-training**: {what}, mean over each tenth of the generations.\n",
+             "| run | first tenth | best tenth | last tenth | last / best |",
+             "|---|---|---|---|---|", *rows, ""]
+    if collapsed:
+        lines.append(f"{collapsed} of {len(curves)} runs ended below half their best tenth: "
+                     "meta-training collapsed late, and the held-out scores are those of the "
+                     "collapsed params.\n")
+    return lines
+
+
+def es_fitness_text(task: Any) -> str:
+    """What an ES drift run's logged mean fitness is, for :func:`meta_training_lines`
+    (``task`` a ``DriftTaskConfig``: its ``normalise`` says the fitness's scale)."""
+    scale = {"ppo_random": "random play 0, PPO-clip 1 on each env",
+             "ppo": "PPO-clip 1 on each env", "fixed": "each env's return over a fixed "
+             "normaliser", "none": "raw final return"}[task.normalise]
+    return f"the ES population's mean fitness on its training envs ({scale})"
+
+
 def build_config(cls: type, *layers: dict[str, Any], source: str) -> Any:
     """``cls``'s defaults with each of ``layers`` merged on top, nested dicts field by
     field (so ``{"task": {"ppo": {"lr": 1e-3}}}`` changes only that field), checked
@@ -285,6 +324,16 @@ def write_report(name: str, scale: str, results: Path = Path("results")) -> Repo
     if report.plot is not None and records:
         report.plot(folder / f"{name}.png")
     return report
+
+
+def write_reports(results: Path = Path("results"), page: Path = Path("RESULTS.md")) -> Path:
+    """``discover reproduce --report``: every claim's report files (``report.md``,
+    ``report.json``, the plot) rewritten where its pieces are, then RESULTS.md."""
+    for name in CLAIMS:
+        for scale in SCALES:
+            if (claim_dir(results, name, scale) / "pieces").is_dir():
+                write_report(name, scale, results)
+    return write_results_page(results, page)
 
 
 def write_results_page(results: Path = Path("results"), page: Path = Path("RESULTS.md")) -> Path:

@@ -98,14 +98,20 @@ def test_bootstrap_difference_by_hand():
 
 
 def test_the_committed_results_page_is_what_the_committed_records_give(tmp_path, monkeypatch):
-    """RESULTS.md at the top of the repository regenerates byte for byte from results/
-    (a changed report or verdict text must come with `discover reproduce --report`)."""
+    """RESULTS.md at the top of the repository, and each claim's report.md, regenerate
+    byte for byte from results/ (a changed report or verdict text must come with
+    `discover reproduce --report`)."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
     page = reproduce.write_results_page(Path("results"), tmp_path / "RESULTS.md")
     assert page.read_bytes() == (root / "RESULTS.md").read_bytes()
+    for name in reproduce.CLAIMS:
+        folder = reproduce.claim_dir(Path("results"), name, "cpu")
+        if (folder / "pieces").is_dir():
+            report = reproduce.claim_report(name, "cpu", reproduce.claim_records(folder))
+            assert (folder / "report.md").read_text() == report.markdown, name
 
 
 def test_a_training_curve_shows_a_run_that_learned_then_collapsed(tmp_path):
