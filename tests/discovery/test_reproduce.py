@@ -49,13 +49,18 @@ def test_a_rerun_skips_finished_pieces_and_results_md_regenerates_byte_for_byte(
     reproduce.reproduce(CLAIM, "toy", results, log=lines.append)
     assert lines == []  # every piece had its record
     # RESULTS.md shows the cpu and paper scales; a toy folder copied there stands in.
+    # `--report` rewrites the claim's own report too (deleted here first).
     (results / CLAIM / "toy").rename(results / CLAIM / "cpu")
     try:
-        first = reproduce.write_results_page(results, tmp_path / "RESULTS.md").read_bytes()
+        (results / CLAIM / "cpu" / "report.md").unlink()
+        assert main(["reproduce", "--report", "--results", str(results),
+                     "--page", str(tmp_path / "RESULTS.md")]) == 0
+        first = (tmp_path / "RESULTS.md").read_bytes()
         second = reproduce.write_results_page(results, tmp_path / "RESULTS2.md").read_bytes()
+        rewritten = (results / CLAIM / "cpu" / "report.md").read_text()
     finally:
         (results / CLAIM / "cpu").rename(results / CLAIM / "toy")
-    assert first == second
+    assert first == second and rewritten.encode() in first
     assert b"[cpu]" in first and b"**Verdict**" in first and b"nan" not in first.lower()
 
 
