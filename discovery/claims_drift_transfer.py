@@ -65,12 +65,12 @@ SCALES = {
     }, held_out=("Catch-bsuite",), meta_seeds=1, eval_seeds=2),
     # The demo's aggressive short-lifetime regime (4 envs x 128 steps, lr 1e-2), where
     # the drift's shape matters, on four cheap envs at 16,384 steps per agent, 2 agents
-    # per env and member, ES population 16 for 40 generations (about 20 min on 2
-    # cores). Held out: envs where PPO-clip at these settings clearly beats random play
-    # (measured before the run, 8 seeds: Breakout 4.4 vs 0.4, Freeway 0.9 vs 0.0,
-    # FourRooms 0.96 vs 0.38, UmbrellaChain 0.77 vs 0.0), so that the normaliser means
-    # something; Asterix (0.53 vs 0.48) and MountainCar (PPO-clip never reaches the
-    # flag) would divide by noise.
+    # per env and member, ES population 16 for 40 generations (planned at about 20 min
+    # on 2 cores; measured 83 min a piece beside other pieces, BENCHMARKS.md). Held out:
+    # envs where PPO-clip at these settings clearly beats random play (measured before
+    # the run, 8 seeds: Breakout 4.4 vs 0.4, Freeway 0.9 vs 0.0, FourRooms 0.96 vs 0.38,
+    # UmbrellaChain 0.77 vs 0.0), so that the normaliser means something; Asterix (0.53
+    # vs 0.48) and MountainCar (PPO-clip never reaches the flag) would divide by noise.
     "cpu": Scale({
         "generations": 40, "checkpoint_every": 5,
         "task": {"envs": ["CartPole-v1", "Acrobot-v1", "Catch-bsuite",
