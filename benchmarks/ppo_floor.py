@@ -159,21 +159,10 @@ def floor_train(env_name: str, fields: dict[str, Any]):
 def measure_floor(env_name: str, fields: dict[str, Any], seeds: int) -> dict[str, float]:
     """The floor's ``compile_s``, ``run_s``, ``steps_per_s`` and ``final_return``, measured
     like ``ppo_speed.measure_ppo``."""
-    import jax
-    import numpy as np
+    from ppo_speed import time_seeds
 
     train, steps = floor_train(env_name, fields)
-    keys = jax.random.split(jax.random.key(1), seeds)
-    run = jax.jit(jax.vmap(train))
-    tic = time.perf_counter()
-    compiled = run.lower(keys).compile()
-    compile_s = time.perf_counter() - tic
-    tic = time.perf_counter()
-    returns = np.asarray(jax.block_until_ready(compiled(keys)))
-    run_s = time.perf_counter() - tic
-    last = returns[:, -max(1, returns.shape[1] // 10):]
-    return {"compile_s": compile_s, "run_s": run_s, "steps_per_s": seeds * steps / run_s,
-            "final_return": float(np.nanmean(last))}
+    return time_seeds(train, seeds, steps)
 
 
 def measure_ours_split(env_name: str, fields: dict[str, Any], seeds: int,
