@@ -5,9 +5,10 @@ The floor is the textbook PPO-clip recipe (Schulman et al., 2017) in one functio
 nothing else: no truncation bootstrapping, no episode statistics beyond the return, no
 drift function. If ours runs at the floor's speed, what is left to gain is in the
 arithmetic both share, and on a CPU that means using more cores. ``--probe-cores``
-checks the two ways one JAX process could use a second core (two forced host devices
-with a program dispatched to each; two independent vmapped groups in one program), each
-in its own process with a time limit, since both can hang jaxlib 0.10 on CPU.
+checks the ways one JAX process could use a second core (two forced host devices with a
+program dispatched to each; two independent vmapped groups in one program, with and
+without the scheduler flag the package sets), each in its own process with a time
+limit, since they can hang jaxlib 0.10 on CPU.
 
     python benchmarks/ppo_floor.py --configs cartpole-4x4 --rounds 2
     python benchmarks/ppo_floor.py --configs cartpole-4x4 --rounds 0 --probe-cores
@@ -236,7 +237,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
     parser.add_argument("--rounds", type=int, default=2, help="alternating floor/ours rounds")
     parser.add_argument("--probe-cores", action="store_true",
-                        help="also try the two ways to a second core (time-limited)")
+                        help="also try the ways to a second core (time-limited)")
     parser.add_argument("--probe-timeout", type=float, default=180.0)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -261,14 +262,19 @@ def main() -> None:
     if args.probe_cores:
         print("\n| config | how | env steps/s | CPU cores busy (CPU time / wall, run only) |")
         print("|---|---|---|---|")
-        two_devices = dict(os.environ)
-        two_devices["XLA_FLAGS"] = (two_devices.get("XLA_FLAGS", "")
-                                    + " --xla_force_host_platform_device_count=2")
+        def with_flag(flag: str) -> dict[str, str]:
+            return {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flag}"}
+
+        # The package adds the scheduler flag that keeps jaxlib 0.10 from hanging unless
+        # XLA_FLAGS already sets it; the last probe sets it the other way.
+        concurrent = with_flag("--xla_cpu_enable_concurrency_optimized_scheduler=true")
         for config in args.configs:
             for kind, how, env in [
                 ("one", "one vmapped program (as shipped)", None),
                 ("groups", "two vmapped halves in one program", None),
-                ("devices", "two forced host devices, a program each", two_devices),
+                ("devices", "two forced host devices, a program each",
+                 with_flag("--xla_force_host_platform_device_count=2")),
+                ("groups", "two halves, XLA's concurrency-optimised scheduler on", concurrent),
             ]:
                 result = child(kind, config, args.probe_timeout, env)
                 if result is None:
