@@ -55,7 +55,7 @@ def test_the_transfer_verdict_compares_with_ppo_clip_seed_by_seed(shift, verdict
             "meta_seed": seed, "envs": list(final), "final": {"1": final},
             "normalisers": {"1": {env: [0.0, 1.0] for env in final}}}
     report = module.report(records, "cpu", [p.name for p in module.pieces("cpu")])
-    assert report.verdict.startswith(verdict)
+    assert report.verdict.startswith(verdict) and "training envs" not in report.verdict
     assert report.summary["learned_minus_ppo_clip"]["estimate"] == pytest.approx(shift, abs=0.05)
 
 
@@ -80,3 +80,15 @@ def test_at_paper_scale_the_held_out_brax_agents_train_with_brax_ppo_settings():
         assert (brax.total_timesteps, brax.num_envs, brax.num_steps) == (30_000_000, 2048, 5)
         assert (brax.gamma, brax.lr, brax.reward_scale, brax.normalize_obs) == (
             0.97, 3e-4, 10.0, True)
+
+
+@pytest.mark.parametrize("best, says", [(1.07, "did not lift"), (1.4, "did not transfer")])
+def test_a_drift_that_does_not_transfer_is_read_beside_its_meta_training(best, says):
+    """Whether ES improved on its own training envs (fitness, PPO-clip 1) is part of
+    reading a failure to transfer."""
+    from discovery.stats import hierarchical_mean_ci
+
+    module = reproduce.claim_module("drift-transfer")
+    gap = hierarchical_mean_ci([np.full((2, 16), -0.3)] * 3, module._over_envs)
+    verdict = module._verdict(gap, gap, 3, 3, best)
+    assert verdict.startswith("does not hold at this scale") and says in verdict
