@@ -143,8 +143,8 @@ def hierarchical_mean_ci(
     if not groups:
         return Interval(float("nan"), float("nan"), float("nan"))
     return percentile_interval(_group_mean(groups, statistic),
-                                hierarchical_bootstrap(groups, statistic, samples, seed),
-                                confidence, len(groups))
+                               hierarchical_bootstrap(groups, statistic, samples, seed),
+                               confidence, len(groups))
 
 
 def hierarchical_difference_ci(

@@ -77,11 +77,10 @@ def train_seeds(
 
     With ``on_update(n)`` (for progress bars) the updates run in equal chunks of one
     compiled program, the last one maybe shorter (:func:`progress_chunk`, from
-    :func:`make_train_stages`), and
-    ``on_update`` is called on the host after each chunk with the last update done
-    (0-based): the same experience and returns as without, the loss means to float
-    rounding. Programs without host callbacks are what JAX's persistent cache keeps, so
-    a second identical run skips compiling.
+    :func:`make_train_stages`), and ``on_update`` is called on the host after each
+    chunk with the last update done (0-based): the same experience and returns as
+    without, the loss means to float rounding. Programs without host callbacks are what
+    JAX's persistent cache keeps, so a second identical run skips compiling.
     """
     env, env_params = env_registry.make(config.env)
     drift = make_drift(config.drift)
