@@ -142,8 +142,9 @@ def meta_training_lines(
         means = scale * np.array([np.nan if m is None else m for m in curve["span_means"]])
         first, best, last = means[0], np.nanmax(means), means[-1]
         collapsed += bool(best > 0 and last < 0.5 * best)
-        ratio = f"{last / best:.2f}" if best > 0 else "n/a"
-        rows.append(f"| {label} | {first:.3g} | {best:.3g} | {last:.3g} | {ratio} |")
+        ratio = f"{last / best:.2f}" if best > 0 and np.isfinite(last) else "n/a"
+        cells = [f"{x:.3g}" if np.isfinite(x) else "n/a" for x in (first, best, last)]
+        rows.append(f"| {label} | {' | '.join(cells)} | {ratio} |")
     lines = [f"**Meta-training**: {what}, mean over each tenth of the generations.\n",
              "| run | first tenth | best tenth | last tenth | last / best |",
              "|---|---|---|---|---|", *rows, ""]

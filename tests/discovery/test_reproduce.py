@@ -129,3 +129,15 @@ def test_a_training_curve_shows_a_run_that_learned_then_collapsed(tmp_path):
     assert curve["signal"] == "reward_per_step" and curve["generations"] == 30
     np.testing.assert_allclose(curve["span_means"], [0.1, 0.3, 0.05])
     assert reproduce.training_curve(tmp_path / "missing") is None
+
+
+def test_the_meta_training_table_flags_a_collapse_and_never_shows_nan():
+    """First / best / last tenth per run; a tenth with no logged value reads n/a."""
+    records = {"run A": {"meta_training": {"training_curve": {"span_means": [0.1, 0.3, 0.05]}}},
+               "run B": {"meta_training": {"training_curve": {"span_means": [None, 0.2, 0.2]}}},
+               "run C": {}}
+    text = "\n".join(reproduce.meta_training_lines(records, "reward", 1000))
+    assert "| run A | 100 | 300 | 50 | 0.17 |" in text
+    assert "| run B | n/a | 200 | 200 | 1.00 |" in text and "run C" not in text
+    assert "1 of 2 runs ended below half their best tenth" in text
+    assert "nan" not in text.lower()
