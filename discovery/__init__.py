@@ -9,7 +9,8 @@ The public API, everything the notebooks use, is exported here by role:
 - meta-training: run configs and tasks, ``meta_train``, ES, meta-gradients, curricula;
 - evaluation and statistics: held-out evaluation, reports, bootstrap intervals;
 - files: configs, params and tracking;
-- plots; zoo (discovered components); sweeps; interpretation (closed-form fits).
+- plots; zoo (discovered components); reproduction of the seed papers' claims; sweeps;
+  interpretation (closed-form fits).
 
 It is re-exported lazily (PEP 562), so importing one component never pulls in the CLI,
 plotting or the meta-optimisers::
@@ -114,6 +115,12 @@ _ROLES: dict[str, dict[str, tuple[str, str]]] = {
         "ZooEntry": ("discovery.zoo", "ZooEntry"),
         "load_zoo": ("discovery.zoo", "load"),
         "export_run": ("discovery.zoo", "export_run"),
+    },
+    # The seed papers' claims, each run end to end in resumable pieces (RESULTS.md).
+    "reproduction": {
+        "list_claims": ("discovery.reproduce", "list_claims"),
+        "claim_pieces": ("discovery.reproduce", "claim_pieces"),
+        "reproduce_claim": ("discovery.reproduce", "reproduce"),
     },
     "sweeps": {
         "load_sweep": ("discovery.sweep", "load_sweep"),

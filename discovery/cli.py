@@ -476,8 +476,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     from discovery import reproduce
 
     if args.list:
-        for name in reproduce.CLAIMS:
-            print(f"{name}: {reproduce.claim_module(name).TITLE}")
+        for name, title in reproduce.list_claims().items():
+            print(f"{name}: {title}")
         return 0
     if args.report:
         print(f"wrote {reproduce.write_reports(Path(args.results), Path(args.page))} and "

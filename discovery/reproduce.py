@@ -66,12 +66,34 @@ CLAIMS = {
 
 
 def claim_module(name: str) -> Any:
+    """The module that defines claim ``name`` (a clear error for an unknown name)."""
     if name not in CLAIMS:
         raise ConfigError(f"claim: got {name!r}; allowed: {', '.join(CLAIMS)}", field="claim")
     return importlib.import_module(CLAIMS[name])
 
 
+def list_claims() -> dict[str, str]:
+    """Every claim's name and title (``discover reproduce --list``)."""
+    return {name: claim_module(name).TITLE for name in CLAIMS}
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ConfigError(f"scale: got {scale!r}; allowed: {', '.join(SCALES)}", field="scale")
+
+
+def claim_pieces(name: str, scale: str = "cpu",
+                 results: Path = Path("results")) -> dict[str, bool]:
+    """Claim ``name``'s pieces at ``scale``, in the order they run, each with whether
+    its record is already under ``results`` (so a rerun skips it)."""
+    _check_scale(scale)
+    folder = claim_dir(results, name, scale)
+    return {piece.name: piece_path(folder, piece.name).exists()
+            for piece in claim_module(name).pieces(scale)}
+
+
 def claim_dir(results: Path, name: str, scale: str) -> Path:
+    """Where claim ``name``'s records, runs and report at ``scale`` live."""
     return Path(results) / name / scale
 
 
@@ -251,8 +273,7 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
               only: tuple[str, ...] = (), log: Callable[[str], None] = print) -> Report:
     """Run the pieces of claim ``name`` at ``scale`` that have no record yet (``only``:
     just those pieces), then write its report from every record there."""
-    if scale not in SCALES:
-        raise ConfigError(f"scale: got {scale!r}; allowed: {', '.join(SCALES)}", field="scale")
+    _check_scale(scale)
     module = claim_module(name)
     folder = claim_dir(results, name, scale)
     pieces = module.pieces(scale)
@@ -297,11 +318,14 @@ def compute_line(records: dict[str, dict[str, Any]]) -> str:
     """One line on what the finished pieces cost: wall times and the machines they ran on."""
     if not records:
         return "**Compute**: no piece has run yet.\n"
-    minutes = [record["wall_time_s"] / 60 for record in records.values()]
+    seconds = [record["wall_time_s"] for record in records.values()]
+    # Minutes, unless every piece took under one (a toy run): then seconds.
+    scale, unit = (60, "min") if max(seconds) >= 60 else (1, "s")
+    times = [value / scale for value in seconds]
     machines = sorted({record.get("machine", "a machine the record does not name") for record in
                        records.values()})
-    return (f"**Compute**: {len(minutes)} pieces, {sum(minutes):.0f} min of wall time in all "
-            f"({min(minutes):.0f}-{max(minutes):.0f} min a piece), on "
+    return (f"**Compute**: {len(times)} pieces, {sum(times):.0f} {unit} of wall time in all "
+            f"({min(times):.0f}-{max(times):.0f} {unit} a piece), on "
             f"{'; '.join(machines)}.\n")
 
 

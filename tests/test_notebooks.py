@@ -53,6 +53,7 @@ TEST_PARAMETERS = {
         "AGENTS": 4, "LIFETIME": 3, "EVAL_SEEDS": 2, "EVAL_LIFETIME": 10,
     },
     "05_evaluate_and_zoo": {"EVAL_SEEDS": 2, "HORIZONS": (0.25,)},
+    "06_reproduce_a_claim": {"CLAIM": "dpo-vs-ppo-minatar", "SCALE": "toy", "PIECES": ()},
 }
 
 
@@ -112,12 +113,13 @@ def _inject_test_parameters(notebook, values: dict) -> None:
 def test_notebooks_are_there():
     names = [path.name for path in NOTEBOOKS]
     assert sorted(TEST_PARAMETERS) == [path.stem for path in NOTEBOOKS]
-    assert names[:5] == [
+    assert names[:6] == [
         "01_quickstart.ipynb",
         "02_discover_a_drift.ipynb",
         "03_learned_objectives.ipynb",
         "04_curricula.ipynb",
         "05_evaluate_and_zoo.ipynb",
+        "06_reproduce_a_claim.ipynb",
     ], names
 
 

@@ -39,6 +39,21 @@ def test_a_toy_claim_writes_its_pieces_report_and_plot(toy_results):
                                             "inconclusive at this scale")
     assert "nan" not in (folder / "report.md").read_text().lower()
     assert "**Compute**: 2 pieces," in (folder / "report.md").read_text()
+    assert reproduce.claim_pieces(CLAIM, "toy", results) == {
+        "Breakout-MinAtar/ppo": True, "Breakout-MinAtar/dpo": True}
+    assert not any(reproduce.claim_pieces(CLAIM, "toy", results / "elsewhere").values())
+
+
+def test_the_compute_line_reads_minutes_unless_every_piece_took_under_one():
+    def records(*seconds):
+        return {f"p{i}": {"wall_time_s": s, "machine": "m"} for i, s in enumerate(seconds)}
+
+    assert reproduce.compute_line(records(7.4, 8.2)) == (
+        "**Compute**: 2 pieces, 16 s of wall time in all (7-8 s a piece), on m.\n")
+    assert reproduce.compute_line(records(30.0, 150.0)) == (
+        "**Compute**: 2 pieces, 3 min of wall time in all (0-2 min a piece), on m.\n")
+    with pytest.raises(ValueError, match="scale: got 'huge'; allowed: toy, cpu, paper"):
+        reproduce.claim_pieces(CLAIM, "huge")
 
 
 def test_a_rerun_skips_finished_pieces_and_results_md_regenerates_byte_for_byte(
