@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from discovery.reproduce import Piece, Report, pending_verdict
-from discovery.stats import bootstrap_mean_ci, bootstrap_mean_difference_ci
+from discovery.stats import bootstrap_mean_ci, bootstrap_mean_difference_ci, runs_to_settle
 
 TITLE = "DPO vs PPO-clip on MinAtar (Lu et al., 2022)"
 DRIFTS = ("ppo", "dpo")
@@ -102,8 +102,8 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                     f"{dpo_ci.text(1)} ({dpo_ci.n}) | {diff.text(1)} |")
     overall = _relative_over_games(relative)
     complete = len(done) == len(expected)
-    verdict = _verdict(overall, complete, len(done), len(expected))
     _, seeds, fields = SCALES[scale]
+    verdict = _verdict(overall, complete, len(done), len(expected), seeds)
     lines = [
         f"## {TITLE} [{scale}]\n",
         "**Paper**: DPO, the closed form of the drift LPO discovered, performs at least as "
@@ -152,7 +152,7 @@ def _relative_over_games(groups: list[tuple[np.ndarray, np.ndarray]], samples: i
     return percentile_interval(float(np.mean(point)), np.mean(per_game, axis=0), n=len(point))
 
 
-def _verdict(overall: Any, complete: bool, done: int, expected: int) -> str:
+def _verdict(overall: Any, complete: bool, done: int, expected: int, seeds: int) -> str:
     if not complete:
         return pending_verdict("dpo-vs-ppo-minatar", done, expected)
     if not np.isfinite(overall.estimate):
@@ -163,8 +163,12 @@ def _verdict(overall: Any, complete: bool, done: int, expected: int) -> str:
         return f"holds at this scale: DPO's returns are above PPO-clip's {ci}."
     if overall.high < 0:
         return f"does not hold at this scale: DPO's returns are below PPO-clip's {ci}."
-    return (f"inconclusive at this scale: the CI spans no difference {ci}; more seeds "
-            "per game would narrow it.")
+    needed = runs_to_settle(overall, seeds)
+    settle = (f"a difference this size would need about {needed:,} seeds per game (not "
+              f"{seeds}) for its CI to exclude zero, if the spread between seeds stays as "
+              "measured" if needed is not None else "the estimate is zero, so more seeds "
+              "would narrow the CI around no difference")
+    return f"inconclusive at this scale: the CI spans no difference {ci}; {settle}."
 
 
 def _plot(records: dict[str, dict[str, Any]], games: list[str], path: Path) -> None:

@@ -46,6 +46,17 @@ class Interval:
         return f"{self.estimate:{form}} [{self.low:{form}}, {self.high:{form}}]"
 
 
+def runs_to_settle(interval: Interval, runs: int) -> int | None:
+    """How many runs (seeds) an inconclusive difference would need for its CI to exclude
+    zero, if its estimate and spread stay as measured: the CI's side towards zero
+    shrinks as ``1 / sqrt(runs)``. ``None`` for a zero or non-finite estimate."""
+    estimate = interval.estimate
+    if not np.isfinite(estimate) or estimate == 0:
+        return None
+    towards_zero = estimate - interval.low if estimate > 0 else interval.high - estimate
+    return max(runs, int(np.ceil(runs * (towards_zero / abs(estimate)) ** 2)))
+
+
 def _finite(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64).ravel()
     return values[np.isfinite(values)]

@@ -90,6 +90,18 @@ def test_a_missing_piece_leaves_the_verdict_pending(toy_results, tmp_path):
     assert "nan" not in report.markdown.lower()
 
 
+def test_an_inconclusive_verdict_says_how_many_seeds_would_settle_it():
+    def record(returns):
+        return {"final_returns": returns}
+
+    records = {"Breakout-MinAtar/ppo": record([10.0, 20.0]),
+               "Breakout-MinAtar/dpo": record([12.0, 19.0])}
+    module = reproduce.claim_module(CLAIM)
+    report = module.report(records, "toy", list(records)[::-1])
+    assert report.verdict.startswith("inconclusive at this scale: the CI spans no difference")
+    assert "seeds per game (not 2) for its CI to exclude zero" in report.verdict
+
+
 @pytest.mark.parametrize("args, message", [
     (["reproduce", "no-such-claim"], "claim: got 'no-such-claim'; allowed: dpo-vs-ppo-minatar"),
     (["reproduce", CLAIM, "--scale", "huge"], "scale: got 'huge'; allowed: toy, cpu, paper"),

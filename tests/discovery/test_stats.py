@@ -90,3 +90,13 @@ def test_hierarchical_bootstrap_by_hand():
     difference = hierarchical_difference_ci([np.full((1, 2), 5.0)], flat, mean)
     assert (difference.estimate, difference.low, difference.high) == (3.0, 2.0, 4.0)
     assert np.isnan(hierarchical_mean_ci([], mean).estimate)
+
+
+def test_runs_to_settle_scales_the_side_of_the_ci_towards_zero():
+    Interval, runs_to_settle = stats.Interval, stats.runs_to_settle
+    # 0.2 towards zero for an estimate of 0.1: (0.2 / 0.1)^2 = 4 times the runs.
+    assert runs_to_settle(Interval(0.1, -0.1, 0.3), 5) == 20
+    assert runs_to_settle(Interval(-0.12, -0.21, 0.04), 5) == 9  # 5 x (0.16 / 0.12)^2
+    assert runs_to_settle(Interval(0.5, 0.2, 0.9), 5) == 5  # already excludes zero
+    assert runs_to_settle(Interval(0.0, -1.0, 1.0), 5) is None
+    assert runs_to_settle(Interval(float("nan"), float("nan"), float("nan")), 5) is None
