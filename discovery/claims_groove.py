@@ -36,7 +36,7 @@ from discovery.reproduce import (
     normalised_scores,
     pending_verdict,
 )
-from discovery.stats import hierarchical_difference_ci, hierarchical_mean_ci
+from discovery.stats import hierarchical_difference_ci, hierarchical_mean_ci, runs_to_settle
 
 TITLE = "GROOVE: LPG with PLR + algorithmic regret vs domain randomisation (Jackson et al., 2023)"
 ARMS = {
@@ -158,7 +158,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
     gap = hierarchical_difference_ci(scores["plr"], scores["dr"], _score, seed=200)
     rows.append(f"| **mean over layouts** | | {overall['dr'].text()} | {overall['plr'].text()} "
                 f"| {gap.text()} |")
-    verdict = _verdict(gap, len(done), len(expected))
+    verdict = _verdict(gap, len(done), len(expected), SCALES[scale].meta_seeds)
     counts = {arm: len(scores[arm]) for arm in ARMS}
     lines = [
         f"## {TITLE} [{scale}]\n",
@@ -197,7 +197,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                   lambda path: _plot(scores, layouts, path))
 
 
-def _verdict(gap: Any, done: int, expected: int) -> str:
+def _verdict(gap: Any, done: int, expected: int, meta_seeds: int) -> str:
     if done < expected:
         return pending_verdict("groove-plr-vs-dr", done, expected)
     if not math.isfinite(gap.estimate):
@@ -207,8 +207,12 @@ def _verdict(gap: Any, done: int, expected: int) -> str:
         return f"holds at this scale: PLR + regret generalises better than DR {ci}."
     if gap.high < 0:
         return f"does not hold at this scale: DR generalises better than PLR + regret {ci}."
-    return (f"inconclusive at this scale: the CI spans no difference {ci}; GROOVE's own "
-            "scale (512 agents, 10x10 levels, `--scale paper`) would settle it.")
+    needed = runs_to_settle(gap, meta_seeds)
+    more = (f"; at this scale about {needed:,} meta-seeds per arm (not {meta_seeds}) would "
+            "settle it if the estimate and spread stay as measured" if needed is not None
+            else "")
+    return (f"inconclusive at this scale: the CI spans no difference {ci}{more}; GROOVE's "
+            "own scale (512 agents, 10x10 levels, `--scale paper`) is the paper's test.")
 
 
 def _plot(scores: dict[str, list[np.ndarray]], layouts: list[str], path: Path) -> None:
