@@ -27,6 +27,7 @@ import numpy as np
 
 from discovery.reproduce import (
     Piece,
+    Progress,
     Report,
     build_config,
     es_fitness_text,
@@ -116,7 +117,7 @@ def pieces(scale: str) -> list[Piece]:
 
 
 def _runner(scale: str, meta_seed: int):
-    def run(folder: Path) -> dict[str, Any]:
+    def run(folder: Path, progress: Progress) -> dict[str, Any]:
         from discovery.evaluate import EvaluateConfig
 
         setting = SCALES[scale]
@@ -124,7 +125,7 @@ def _runner(scale: str, meta_seed: int):
                                     seed=EVAL_SEED)
         return {"meta_seed": meta_seed,
                 **meta_train_and_evaluate(meta_train_config(scale, meta_seed), folder,
-                                          evaluation, setting.eval_ppo)}
+                                          evaluation, setting.eval_ppo, progress)}
 
     return run
 

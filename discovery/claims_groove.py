@@ -29,6 +29,7 @@ import numpy as np
 
 from discovery.reproduce import (
     Piece,
+    Progress,
     Report,
     build_config,
     meta_train_and_evaluate,
@@ -110,13 +111,13 @@ def pieces(scale: str) -> list[Piece]:
 
 
 def _runner(scale: str, arm: str, meta_seed: int):
-    def run(folder: Path) -> dict[str, Any]:
+    def run(folder: Path, progress: Progress) -> dict[str, Any]:
         from discovery.evaluate import EvaluateConfig
 
         evaluation = EvaluateConfig(seeds=SCALES[scale].eval_seeds, seed=EVAL_SEED)
         return {"arm": arm, "meta_seed": meta_seed,
                 **meta_train_and_evaluate(meta_train_config(scale, arm, meta_seed), folder,
-                                          evaluation)}
+                                          evaluation, progress=progress)}
 
     return run
 

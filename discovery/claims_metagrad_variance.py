@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from discovery.config import ConfigError
-from discovery.reproduce import Piece, Report, pending_verdict, piece_path
+from discovery.reproduce import Piece, Progress, Report, pending_verdict, piece_path
 
 TITLE = "Multi-step meta-gradients: K-step vs mixed (Bonnet et al., One Step at a Time)"
 ESTIMATORS = ("k_step", "mixed")
@@ -102,16 +102,18 @@ def _gradients(sizes: dict[str, Any], unroll: int, estimator: str, seeds: int,
 
 def _runner(name: str, sizes: dict[str, Any]):
     if name == REFERENCE:
-        def reference(folder: Path) -> dict[str, Any]:
+        def reference(folder: Path, progress: Progress) -> dict[str, Any]:
+            progress(0, 1, f"{sizes['seeds_ref']} seeds' meta-gradients")
             # Seeds apart from the measured ones (offset), so its noise is independent.
             grads = _gradients(sizes, sizes["k_ref"], "k_step", sizes["seeds_ref"], 10_000)
+            progress(1, 1, "done")
             return {"piece": name, "k": sizes["k_ref"], "seeds": sizes["seeds_ref"],
                     "mean_gradient": [float(x) for x in grads.mean(axis=0)]}
 
         return reference
     unroll, estimator = int(name.split("/")[0][1:]), name.split("/")[1]
 
-    def setting(folder: Path) -> dict[str, Any]:
+    def setting(folder: Path, progress: Progress) -> dict[str, Any]:
         import json
 
         path = piece_path(folder, REFERENCE)
@@ -119,7 +121,9 @@ def _runner(name: str, sizes: dict[str, Any]):
             raise ConfigError(f"piece: {name!r} needs the {REFERENCE!r} piece first ({path})",
                               field="piece")
         g_ref = np.asarray(json.loads(path.read_text())["mean_gradient"], np.float64)
+        progress(0, 1, f"{sizes['seeds']} seeds' meta-gradients")
         grads = _gradients(sizes, unroll, estimator, sizes["seeds"], 0)
+        progress(1, 1, "done")
         return {"piece": name, "k": unroll, "estimator": estimator, "seeds": sizes["seeds"],
                 "gram": (grads @ grads.T).tolist(), "dot_reference": (grads @ g_ref).tolist()}
 

@@ -31,6 +31,7 @@ import numpy as np
 from discovery.claims_dpo_minatar import GAMES, MINATAR_PPO
 from discovery.reproduce import (
     Piece,
+    Progress,
     Report,
     build_config,
     es_fitness_text,
@@ -109,7 +110,7 @@ def pieces(scale: str) -> list[Piece]:
 
 
 def _runner(scale: str, drift: str, meta_seed: int):
-    def run(folder: Path) -> dict[str, Any]:
+    def run(folder: Path, progress: Progress) -> dict[str, Any]:
         from discovery.evaluate import EvaluateConfig
 
         setting = SCALES[scale]
@@ -117,7 +118,7 @@ def _runner(scale: str, drift: str, meta_seed: int):
                                     seed=EVAL_SEED)
         return {"drift": drift, "meta_seed": meta_seed,
                 **meta_train_and_evaluate(meta_train_config(scale, drift, meta_seed), folder,
-                                          evaluation)}
+                                          evaluation, progress=progress)}
 
     return run
 

@@ -485,7 +485,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if args.claim is None:
         raise ConfigError(f"claim: give one of {', '.join(reproduce.CLAIMS)} (or --list)")
-    result = reproduce.reproduce(args.claim, args.scale, Path(args.results), tuple(args.piece))
+    result = reproduce.reproduce(args.claim, args.scale, Path(args.results), tuple(args.piece),
+                                 progress=True)
     print(f"verdict: {result.verdict}")
     return 0
 

@@ -19,10 +19,11 @@ for a GPU).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,23 @@ from discovery.files import write_json, write_text_atomic
 SCALES = ("toy", "cpu", "paper")
 
 
+#: How a running piece reports: ``progress(done, total, line)``, e.g. the generations of a
+#: meta-training run or the updates of a training run, with a short status line.
+Progress = Callable[[int, int, str], None]
+
+
+def no_progress(done: int, total: int, line: str) -> None:
+    """The progress of a piece run without a display: ignored."""
+
+
 @dataclass(frozen=True)
 class Piece:
-    """One resumable unit of a claim: ``run(folder) -> record`` (strict-JSON-able), given
-    the claim's results folder (where earlier pieces' records are)."""
+    """One resumable unit of a claim: ``run(folder, progress) -> record``
+    (strict-JSON-able), given the claim's results folder (where earlier pieces' records
+    are) and where to report its progress."""
 
     name: str
-    run: Callable[[Path], dict[str, Any]]
+    run: Callable[[Path, Progress], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -204,7 +215,8 @@ def build_config(cls: type, *layers: dict[str, Any], source: str) -> Any:
 
 
 def meta_train_and_evaluate(
-    config: Any, folder: Path, evaluation: Any, overrides: tuple[str, ...] = ()
+    config: Any, folder: Path, evaluation: Any, overrides: tuple[str, ...] = (),
+    progress: Progress = no_progress,
 ) -> dict[str, Any]:
     """A piece that discovers something: meta-train ``config`` into
     ``<folder>/runs/<config.name>`` (resuming from its checkpoints after a kill), save the
@@ -213,17 +225,21 @@ def meta_train_and_evaluate(
     :class:`discovery.evaluate.EvaluateConfig`), their inner agents' config changed by
     ``overrides`` (``discover evaluate``'s ``key=value``, e.g. ``"ppo.gamma=0.97"``).
     Returns the record's common part: the run, its meta-training figures, and per
-    horizon, env and method the final scores per seed with the normalisers."""
+    horizon, env and method the final scores per seed with the normalisers. ``progress``
+    follows the generations, then the held-out evaluation."""
     from discovery import zoo
     from discovery.components import COMPONENTS
     from discovery.config import to_dict
     from discovery.meta_run import save_params
     from discovery.pipeline import meta_train
     from discovery.run_folder import start_run
+    from discovery.run_progress import generation_line
 
     run_dir = folder / "runs" / config.name
     start_run(run_dir, config, resume=True, overwrite=False, plan=None, report=print)
-    result = meta_train(config, run_dir, resume=True)
+    total = config.generations
+    result = meta_train(config, run_dir, resume=True, on_generation=lambda record: progress(
+        record["generation"] + 1, total, generation_line(record)))
     component = COMPONENTS[config.component]
     save_params(result.params, run_dir / component.params_file)
     # Every generation's log, also those of the calls before a kill (result.history has
@@ -239,6 +255,7 @@ def meta_train_and_evaluate(
                   if key.startswith("curriculum_")}
     if curriculum:  # the curriculum's state after the last generation (PLR's buffer)
         meta["curriculum_last"] = curriculum
+    progress(total, total, "evaluating held out")
     held = component.held_out(zoo.load(run_dir), evaluation, overrides)
     return {
         "run": run_dir.relative_to(folder).as_posix(),
@@ -270,9 +287,11 @@ def normalised_scores(record: dict[str, Any], method: str) -> np.ndarray:
 
 
 def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
-              only: tuple[str, ...] = (), log: Callable[[str], None] = print) -> Report:
+              only: tuple[str, ...] = (), log: Callable[[str], None] = print,
+              progress: bool = False) -> Report:
     """Run the pieces of claim ``name`` at ``scale`` that have no record yet (``only``:
-    just those pieces), then write its report from every record there."""
+    just those pieces), each with a progress bar if ``progress``, then write its report
+    from every record there."""
     _check_scale(scale)
     module = claim_module(name)
     folder = claim_dir(results, name, scale)
@@ -288,13 +307,34 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
             continue
         log(f"{name} [{scale}]: running {piece.name}")
         tic = time.perf_counter()
-        record = piece.run(folder)
+        with _progress_bar(piece.name, show=progress) as report_progress:
+            record = piece.run(folder, report_progress)
         record["wall_time_s"] = round(time.perf_counter() - tic, 1)
         record["machine"] = machine()
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, record)
         log(f"{name} [{scale}]: {piece.name} done in {record['wall_time_s']:.0f} s")
     return write_report(name, scale, results)
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, show: bool) -> Iterator[Progress]:
+    """A rich progress bar for one piece (its total set by the piece's first report), or
+    :func:`no_progress` when not ``show``."""
+    if not show:
+        yield no_progress
+        return
+    from rich import progress as rich
+
+    with rich.Progress(rich.TextColumn(label), rich.BarColumn(), rich.MofNCompleteColumn(),
+                       rich.TextColumn("{task.fields[line]}"),
+                       rich.TimeElapsedColumn()) as bar:
+        task = bar.add_task(label, total=None, line="starting")
+
+        def report(done: int, total: int, line: str) -> None:
+            bar.update(task, completed=done, total=total, line=line)
+
+        yield report
 
 
 def pending_verdict(claim: str, done: int, expected: int) -> str:

@@ -30,6 +30,14 @@ def metagrad_line(record: dict[str, Any]) -> str:
     )
 
 
+def generation_line(record: dict[str, Any]) -> str:
+    """A progress line for any component's generation: the ES population's fitness, or
+    the meta-gradient line."""
+    if "fitness_mean" in record:
+        return f"fitness {number(record['fitness_mean'], '.3g')}"
+    return metagrad_line(record)
+
+
 def generation_progress(console: Any) -> Any:
     """A rich progress bar over generations with a free-text status line (``line``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

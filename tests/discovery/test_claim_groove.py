@@ -10,11 +10,14 @@ from discovery import reproduce
 
 
 @pytest.mark.timeout(600)
-def test_the_groove_claim_runs_at_toy_size(tmp_path):
+def test_the_groove_claim_runs_at_toy_size(tmp_path, capsys):
     """Both curricula meta-train LPG from the same seed, then fresh agents train on the
-    held-out layouts beside A2C; rates normalised by A2C's give a finite verdict."""
+    held-out layouts beside A2C; rates normalised by A2C's give a finite verdict. Each
+    piece shows a progress bar over its generations, then the evaluation."""
     name = "groove-plr-vs-dr"
-    report = reproduce.reproduce(name, "toy", tmp_path, log=lambda _: None)
+    report = reproduce.reproduce(name, "toy", tmp_path, log=lambda _: None, progress=True)
+    shown = capsys.readouterr().out
+    assert "plr/meta-seed-0" in shown and "evaluating held out" in shown, shown
     folder = tmp_path / name / "toy"
     records = reproduce.read_records(folder)
     assert list(records) == ["dr/meta-seed-0", "plr/meta-seed-0"]

@@ -44,6 +44,18 @@ def test_a_toy_claim_writes_its_pieces_report_and_plot(toy_results):
     assert not any(reproduce.claim_pieces(CLAIM, "toy", results / "elsewhere").values())
 
 
+def test_a_piece_reports_progress_and_gives_the_record_it_gives_without(toy_results, tmp_path):
+    """With a progress callback the PPO updates run in chunks: the same returns."""
+    results, _, _ = toy_results
+    piece = reproduce.claim_module(CLAIM).pieces("toy")[0]
+    calls: list[tuple[int, int]] = []
+    record = piece.run(tmp_path, lambda done, total, line: calls.append((done, total)))
+    assert calls == sorted(calls) and calls[-1] == (8, 8)  # 512 steps of 4 envs x 16
+    stored = reproduce.read_records(results / CLAIM / "toy")[piece.name]
+    assert record["final_returns"] == stored["final_returns"]
+    assert record["curves"] == stored["curves"]
+
+
 def test_the_compute_line_reads_minutes_unless_every_piece_took_under_one():
     def records(*seconds):
         return {f"p{i}": {"wall_time_s": s, "machine": "m"} for i, s in enumerate(seconds)}
