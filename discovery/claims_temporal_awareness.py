@@ -40,7 +40,7 @@ from discovery.reproduce import (
     normalised_scores,
     pending_verdict,
 )
-from discovery.stats import hierarchical_difference_ci, hierarchical_mean_ci
+from discovery.stats import hierarchical_difference_ci, hierarchical_mean_ci, runs_to_settle
 
 TITLE = "Temporal awareness at unseen horizons: LPO vs TA-LPO (Jackson et al., 2024)"
 DRIFTS = ("lpo", "ta_lpo")
@@ -179,7 +179,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                                      seed=200)
     off = hierarchical_difference_ci(learned["ta_lpo"], learned["lpo"], stat["off_horizon"],
                                      seed=300)
-    verdict = _verdict(gap, off, len(done), len(expected))
+    verdict = _verdict(gap, off, len(done), len(expected), setting.meta_seeds)
     counts = {d: len(learned[d]) for d in DRIFTS}
     config = meta_train_config(scale, "lpo", 0)
     task = config.task
@@ -218,7 +218,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                   lambda path: _plot(learned, dpo, setting.horizons, stat, path))
 
 
-def _verdict(gap: Any, off: Any, done: int, expected: int) -> str:
+def _verdict(gap: Any, off: Any, done: int, expected: int, meta_seeds: int) -> str:
     if done < expected:
         return pending_verdict("temporal-awareness", done, expected)
     if not (math.isfinite(gap.estimate) and math.isfinite(off.estimate)):
@@ -230,9 +230,12 @@ def _verdict(gap: Any, off: Any, done: int, expected: int) -> str:
         return f"holds at this scale: TA-LPO degrades less away from its horizon {ci}."
     if gap.high < 0 or off.high < 0:
         return f"does not hold at this scale: TA-LPO does not degrade less {ci}."
+    needed = runs_to_settle(gap, meta_seeds)
+    more = (f": a degradation gap this size would need about {needed:,} meta-seeds per drift "
+            f"(not {meta_seeds}) for its CI to exclude zero" if needed is not None else "")
     return (f"inconclusive at this scale: the CIs span no difference {ci}; the spread "
-            "between meta-seeds dominates them (4x the meta-seeds would halve them), and the "
-            "paper's own setting, four MinAtar games at 1e7 steps, is `--scale paper` (GPU).")
+            f"between meta-seeds dominates them{more}, and the paper's own setting, four "
+            "MinAtar games at 1e7 steps, is `--scale paper` (GPU).")
 
 
 def _plot(learned: dict[str, list[np.ndarray]], dpo: list[np.ndarray],
