@@ -54,7 +54,8 @@ def runs_to_settle(interval: Interval, runs: int) -> int | None:
     if not np.isfinite(estimate) or estimate == 0:
         return None
     towards_zero = estimate - interval.low if estimate > 0 else interval.high - estimate
-    return max(runs, int(np.ceil(runs * (towards_zero / abs(estimate)) ** 2)))
+    needed = round(runs * (towards_zero / abs(estimate)) ** 2, 9)  # no ceil of float noise
+    return max(runs, int(np.ceil(needed)))
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
