@@ -67,19 +67,32 @@ def _runner(game: str, drift_name: str, seeds: int, fields: dict[str, Any]):
         curves = np.asarray(result.metrics["episode_return"], np.float64)
         finals = final_mean(curves, FINAL_FRACTION)
         stride = max(1, curves.shape[1] // CURVE_POINTS)
+        points = _window_means(curves, stride)
         return {
             "game": game,
             "drift": drift_name,
             "seeds": seeds,
             "ppo": {**fields, "lr": lr, "adam_b2": adam_b2},
             "final_returns": [None if not np.isfinite(x) else float(x) for x in finals],
-            "curve_env_steps": [int((u + 1) * config.steps_per_update)
+            # Each window's last update (before stop 27: the update kept).
+            "curve_env_steps": [int(min(u + stride, curves.shape[1]) * config.steps_per_update)
                                 for u in range(0, curves.shape[1], stride)],
-            "curves": [[None if not np.isfinite(x) else round(float(x), 3)
-                        for x in row[::stride]] for row in curves],
+            "curves": [[None if not np.isfinite(x) else round(float(x), 3) for x in row]
+                       for row in points],
         }
 
     return run
+
+
+def _window_means(curves: np.ndarray, stride: int) -> np.ndarray:
+    """``[seeds, ceil(updates / stride)]``: each window of ``stride`` updates' mean return
+    over the updates where an episode ended (NaN where none did). Records before stop 27
+    kept every ``stride``-th update instead, which on Freeway (episodes of 2,500 steps,
+    every ~20 updates) is mostly NaN."""
+    windows = [curves[:, first:first + stride] for first in range(0, curves.shape[1], stride)]
+    with warnings.catch_warnings():  # a window in which no episode ended
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.stack([np.nanmean(window, axis=1) for window in windows], axis=1)
 
 
 def _finals(record: dict[str, Any] | None) -> np.ndarray:
@@ -188,7 +201,9 @@ def _plot(records: dict[str, dict[str, Any]], games: list[str], path: Path) -> N
             with warnings.catch_warnings():  # updates where no seed's episode ended
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(curves, axis=0)
-            ax.plot(record["curve_env_steps"], mean, label=f"{drift} ({len(curves)} seeds)")
+            steps = np.asarray(record["curve_env_steps"])
+            ended = np.isfinite(mean)  # joined across points where no episode ended
+            ax.plot(steps[ended], mean[ended], label=f"{drift} ({len(curves)} seeds)")
         ax.set_title(game)
         ax.set_xlabel("env steps")
         if ax.get_lines():

@@ -56,6 +56,15 @@ def test_a_piece_reports_progress_and_gives_the_record_it_gives_without(toy_resu
     assert record["curves"] == stored["curves"]
 
 
+def test_a_minatar_curve_point_is_its_window_mean_over_updates_where_episodes_ended():
+    """Freeway's episodes end every ~20 updates: a point per window, not per kept update."""
+    nan = np.nan
+    curves = np.array([[nan, 2.0, nan, nan, nan, 6.0, nan],
+                       [1.0, 3.0, nan, nan, nan, nan, nan]])
+    points = reproduce.claim_module(CLAIM)._window_means(curves, 3)
+    np.testing.assert_array_equal(points, [[2.0, 6.0, nan], [2.0, nan, nan]])
+
+
 def test_the_compute_line_reads_minutes_unless_every_piece_took_under_one():
     def records(*seconds):
         return {f"p{i}": {"wall_time_s": s, "machine": "m"} for i, s in enumerate(seconds)}
