@@ -30,6 +30,7 @@ from discovery.reproduce import (
     Progress,
     Report,
     build_config,
+    counted,
     es_fitness_text,
     meta_train_and_evaluate,
     meta_training_lines,
@@ -252,7 +253,7 @@ def _plot(learned: list[np.ndarray], dpo: list[np.ndarray], envs: list[str], pat
             continue
         per_seed = np.nanmean(np.stack(groups), axis=-1)  # [meta-seeds, envs]
         ax.bar(x + offset, np.nanmean(per_seed, axis=0), width=0.3, alpha=0.6, color=colour,
-               label=f"{label} ({len(groups)} meta-seeds)" if label != "DPO" else label)
+               label=f"{label} ({counted(len(groups), 'meta-seed')})" if label != "DPO" else label)
         ax.scatter(np.tile(x + offset, len(groups)), per_seed.ravel(), s=14, color=colour)
     ax.axhline(1.0, color="grey", lw=1, ls="--", label="PPO-clip")
     ax.axhline(0.0, color="black", lw=0.5)

@@ -32,6 +32,7 @@ from discovery.reproduce import (
     Progress,
     Report,
     build_config,
+    counted,
     meta_train_and_evaluate,
     meta_training_lines,
     normalised_scores,
@@ -229,7 +230,8 @@ def _plot(scores: dict[str, list[np.ndarray]], layouts: list[str], path: Path) -
         ax.scatter(np.repeat(x + offset, len(groups)).reshape(len(layouts), -1).T,
                    per_seed, s=14, alpha=0.5, color=f"C{int(offset > 0)}")
         ax.bar(x + offset, np.nanmean(per_seed, axis=0), width=0.3, alpha=0.6,
-               color=f"C{int(offset > 0)}", label=f"{LABELS[arm]} ({len(groups)} meta-seeds)")
+               color=f"C{int(offset > 0)}",
+               label=f"{LABELS[arm]} ({counted(len(groups), 'meta-seed')})")
     ax.axhline(1.0, color="grey", lw=1, ls="--", label="A2C")
     ax.set_xticks(x, layouts)
     ax.set_ylabel("reward rate / A2C's")

@@ -34,6 +34,7 @@ from discovery.reproduce import (
     Progress,
     Report,
     build_config,
+    counted,
     es_fitness_text,
     meta_train_and_evaluate,
     meta_training_lines,
@@ -255,7 +256,7 @@ def _plot(learned: dict[str, list[np.ndarray]], dpo: list[np.ndarray],
             for row in means:
                 ax.plot(x, row, color=colour, lw=0.8, alpha=0.4)
         ax.plot(x, means.mean(axis=0), color=colour, lw=2, marker="o",
-                label=f"{label} ({len(groups)} meta-seeds)" if label != "DPO" else label)
+                label=f"{label} ({counted(len(groups), 'meta-seed')})" if label != "DPO" else label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(x, [f"x{h:g}" for h in horizons])
     ax.set_xlabel("training horizon (multiple of the meta-training one)")

@@ -337,6 +337,11 @@ def _progress_bar(label: str, show: bool) -> Iterator[Progress]:
         yield report
 
 
+def counted(n: int, noun: str) -> str:
+    """``"1 meta-seed"``, ``"3 meta-seeds"``: for labels and sentences."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def pending_verdict(claim: str, done: int, expected: int) -> str:
     """The verdict of a claim whose pieces have not all run."""
     return (f"pending: {done} of {expected} pieces have run "
