@@ -142,7 +142,10 @@ def training_curve(run_dir: Path, spans: int = 10) -> dict[str, Any] | None:
     values = np.array([np.nan if r[signal] is None else r[signal] for r in rows], float)
     means = [float(np.nanmean(part)) if np.isfinite(part).any() else None
              for part in np.array_split(values, min(spans, len(values)))]
-    return {"signal": signal, "generations": len(values), "span_means": means}
+    # Every call's generations, also those before a kill and resume.
+    logged = sum(r.get("wall_time_s") or 0.0 for r in rows)
+    return {"signal": signal, "generations": len(values), "span_means": means,
+            "logged_wall_time_s": round(logged, 1)}
 
 
 def claim_records(folder: Path) -> dict[str, dict[str, Any]]:
@@ -360,17 +363,24 @@ def machine() -> str:
 
 
 def compute_line(records: dict[str, dict[str, Any]]) -> str:
-    """One line on what the finished pieces cost: wall times and the machines they ran on."""
+    """One line on what the finished pieces cost: wall times and the machines they ran on.
+    A piece resumed after a kill timed only its last call; its run's log times every
+    generation of every call, so the longer of the two counts."""
     if not records:
         return "**Compute**: no piece has run yet.\n"
-    seconds = [record["wall_time_s"] for record in records.values()]
+    logged = [(record.get("meta_training") or {}).get("training_curve", {}).get(
+        "logged_wall_time_s", 0.0) for record in records.values()]
+    seconds = [max(record["wall_time_s"], log) for record, log in zip(records.values(), logged)]
+    resumed = sum(log > record["wall_time_s"] for record, log in zip(records.values(), logged))
     # Minutes, unless every piece took under one (a toy run): then seconds.
     scale, unit = (60, "min") if max(seconds) >= 60 else (1, "s")
     times = [value / scale for value in seconds]
     machines = sorted({record.get("machine", "a machine the record does not name") for record in
                        records.values()})
+    note = (f"; {counted(resumed, 'piece')} resumed after a kill, timed by the run's log "
+            "over every call" if resumed else "")
     return (f"**Compute**: {len(times)} pieces, {sum(times):.0f} {unit} of wall time in all "
-            f"({min(times):.0f}-{max(times):.0f} {unit} a piece), on "
+            f"({min(times):.0f}-{max(times):.0f} {unit} a piece{note}), on "
             f"{'; '.join(machines)}.\n")
 
 

@@ -73,6 +73,12 @@ def test_the_compute_line_reads_minutes_unless_every_piece_took_under_one():
         "**Compute**: 2 pieces, 16 s of wall time in all (7-8 s a piece), on m.\n")
     assert reproduce.compute_line(records(30.0, 150.0)) == (
         "**Compute**: 2 pieces, 3 min of wall time in all (0-2 min a piece), on m.\n")
+    # A piece resumed after a kill: its last call took 50 min, its run's log 70 min.
+    resumed = records(3000.0, 6000.0)
+    resumed["p0"]["meta_training"] = {"training_curve": {"logged_wall_time_s": 4200.0}}
+    assert reproduce.compute_line(resumed) == (
+        "**Compute**: 2 pieces, 170 min of wall time in all (70-100 min a piece; 1 piece "
+        "resumed after a kill, timed by the run's log over every call), on m.\n")
     with pytest.raises(ValueError, match="scale: got 'huge'; allowed: toy, cpu, paper"):
         reproduce.claim_pieces(CLAIM, "huge")
 
@@ -171,10 +177,12 @@ def test_a_training_curve_shows_a_run_that_learned_then_collapsed(tmp_path):
     """Span means of the run's learning signal from its log: rising, then falling back;
     a run without a log has no curve."""
     values = [0.1] * 10 + [0.3] * 10 + [0.05] * 10
-    lines = [json.dumps({"generation": i, "reward_per_step": v}) for i, v in enumerate(values)]
+    lines = [json.dumps({"generation": i, "reward_per_step": v, "wall_time_s": 2.0})
+             for i, v in enumerate(values)]
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     curve = reproduce.training_curve(tmp_path, spans=3)
     assert curve["signal"] == "reward_per_step" and curve["generations"] == 30
+    assert curve["logged_wall_time_s"] == 60.0  # every generation, whichever call ran it
     np.testing.assert_allclose(curve["span_means"], [0.1, 0.3, 0.05])
     assert reproduce.training_curve(tmp_path / "missing") is None
 
