@@ -373,8 +373,8 @@ def compute_line(records: dict[str, dict[str, Any]]) -> str:
     seconds = [max(record["wall_time_s"], log) for record, log in zip(records.values(), logged)]
     resumed = sum(log > record["wall_time_s"] for record, log in zip(records.values(), logged))
     # Minutes, unless every piece took under one (a toy run): then seconds.
-    scale, unit = (60, "min") if max(seconds) >= 60 else (1, "s")
-    times = [value / scale for value in seconds]
+    per_unit, unit = (60, "min") if max(seconds) >= 60 else (1, "s")
+    times = [value / per_unit for value in seconds]
     machines = sorted({record.get("machine", "a machine the record does not name") for record in
                        records.values()})
     note = (f"; {counted(resumed, 'piece')} resumed after a kill, timed by the run's log "
