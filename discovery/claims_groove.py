@@ -154,12 +154,12 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         per_layout[layout] = {**{arm: cells[arm].as_dict() for arm in ARMS},
                               "plr_minus_dr": diff.as_dict()}
         rate = f"{1000 * np.mean(a2c[layout]):.2f}" if a2c[layout] else "n/a"
-        rows.append(f"| {layout} | {rate} | {cells['dr'].text()} | {cells['plr'].text()} | "
-                    f"{diff.text()} |")
+        rows.append(f"| {layout} | {_layout_size(layout)} | {rate} | {cells['dr'].text()} | "
+                    f"{cells['plr'].text()} | {diff.text()} |")
     overall = {arm: hierarchical_mean_ci(scores[arm], _score, seed=100) for arm in ARMS}
     gap = hierarchical_difference_ci(scores["plr"], scores["dr"], _score, seed=200)
-    rows.append(f"| **mean over layouts** | | {overall['dr'].text()} | {overall['plr'].text()} "
-                f"| {gap.text()} |")
+    rows.append(f"| **mean over layouts** | | | {overall['dr'].text()} | "
+                f"{overall['plr'].text()} | {gap.text()} |")
     verdict = _verdict(gap, len(done), len(expected), SCALES[scale].meta_seeds)
     counts = {arm: len(scores[arm]) for arm in ARMS}
     lines = [
@@ -180,9 +180,9 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         f"method, {config.eval_lifetime} updates. Score: final reward per step over A2C's "
         "mean on the layout (A2C = 1); 95% CIs from a two-level bootstrap (meta-seeds, "
         "then evaluation seeds).\n",
-        "| held-out layout | A2C reward per 1000 steps | LPG + DR | LPG + PLR (regret) | "
-        "PLR - DR |",
-        "|---|---|---|---|---|",
+        "| held-out layout | size | A2C reward per 1000 steps | LPG + DR | LPG + PLR (regret) "
+        "| PLR - DR |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
         *meta_training_lines(
@@ -197,6 +197,14 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                "plr_minus_dr": gap.as_dict()}
     return Report("\n".join(lines), summary, verdict,
                   lambda path: _plot(scores, layouts, path))
+
+
+def _layout_size(name: str) -> str:
+    """A held-out layout's grid size (the meta-training levels' sizes are in the setup)."""
+    from discovery.envs.gridworld import LAYOUTS
+
+    layout = LAYOUTS.get(name)
+    return f"{layout.height}x{layout.width}" if layout is not None else "n/a"
 
 
 def _verdict(gap: Any, done: int, expected: int, meta_seeds: int) -> str:

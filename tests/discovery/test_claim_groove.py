@@ -58,6 +58,6 @@ def test_the_groove_verdict_follows_the_rule_fixed_before_the_run(dr, plr, verdi
     expected = [piece.name for piece in module.pieces("cpu")]
     report = module.report(records, "cpu", expected)
     assert report.verdict.startswith(verdict)
-    assert f"| longer | 10.00 | {dr[2]:.2f} [" in report.markdown
+    assert f"| longer | 9x9 | 10.00 | {dr[2]:.2f} [" in report.markdown
     if verdict.startswith("inconclusive"):  # names the meta-seeds that would settle it
         assert "meta-seeds per arm (not 3) would settle it" in report.verdict, report.verdict
