@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from discovery.reproduce import Piece, Progress, Report, pending_verdict
+from discovery.reproduce import Piece, Progress, Report, no_progress, pending_verdict
 from discovery.stats import bootstrap_mean_ci, bootstrap_mean_difference_ci, runs_to_settle
 
 TITLE = "DPO vs PPO-clip on MinAtar (Lu et al., 2022)"
@@ -60,10 +60,13 @@ def _runner(game: str, drift_name: str, seeds: int, fields: dict[str, Any]):
 
         lr, adam_b2, _ = GAMES[game]
         config = PPOConfig(lr=lr, adam_b2=adam_b2, **fields)
-        # Seed 0 for both drifts: the same agent keys, so the comparison is paired.
+        # Seed 0 for both drifts: the same agent keys, so the comparison is paired. Chunked
+        # updates (host callbacks) only when someone watches the progress.
+        def on_update(update: int) -> None:
+            progress(update + 1, config.num_updates, "PPO updates")
+
         result = train_seeds(TrainConfig(env=game, drift=drift_name, seeds=seeds, ppo=config),
-                             on_update=lambda update: progress(update + 1, config.num_updates,
-                                                               "PPO updates"))
+                             on_update=None if progress is no_progress else on_update)
         curves = np.asarray(result.metrics["episode_return"], np.float64)
         finals = final_mean(curves, FINAL_FRACTION)
         stride = max(1, curves.shape[1] // CURVE_POINTS)
