@@ -107,12 +107,21 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
+PARTS = ("ppo", "lpo", "lpg")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--toy", action="store_true", help="tiny sizes, for CI on a CPU")
     parser.add_argument("--lpo-steps", type=int, default=131_072,
                         help="PPO steps per game in the timed LPO generations (paper: 1e7)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"which rows to measure, comma-separated from {', '.join(PARTS)}")
     args = parser.parse_args()
+    parts = args.parts.split(",")
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown:
+        parser.error(f"--parts: {', '.join(unknown)} is not one of {', '.join(PARTS)}")
     sizes = toy_sizes() if args.toy else gpu_sizes(args.lpo_steps)
     suite_start = time.perf_counter()
 
@@ -121,6 +130,19 @@ def main() -> None:
           f"{platform.node()}, jax {jax.__version__}\n")
     print("| measurement | compile s | figure |")
     print("|---|---|---|")
+    if "ppo" in parts:
+        measure_ppo_rows(sizes)
+    if "lpo" in parts:
+        measure_lpo_rows(sizes)
+    if "lpg" in parts:
+        measure_lpg_rows(sizes)
+    print(f"\nsuite wall time: {hours(time.perf_counter() - suite_start)}")
+    print(f"reproduce: python benchmarks/gpu_suite.py{' --toy' if args.toy else ''}"
+          f"{'' if args.toy else f' --lpo-steps {args.lpo_steps}'}"
+          f"{'' if parts == list(PARTS) else f' --parts {args.parts}'}")
+
+
+def measure_ppo_rows(sizes: Sizes) -> None:
     for env_name, fields in sizes.ppo_envs:
         for seeds in sizes.ppo_seeds:
             ppo = measure_ppo(env_name, fields, seeds)
@@ -128,6 +150,8 @@ def main() -> None:
                   f"{seeds} seeds vmapped | {ppo['compile_s']:.1f} | "
                   f"{ppo['steps_per_s']:,.0f} env steps/s |", flush=True)
 
+
+def measure_lpo_rows(sizes: Sizes) -> None:
     lpo, lpo_generations, first, steady = generation_times(
         CONFIGS / "lpo_minatar.yaml", sizes.lpo_overrides, sizes.generations)
     games = len(lpo.task.envs)
@@ -140,16 +164,15 @@ def main() -> None:
     print(f"| projected: LPO paper run ({lpo_generations} generations at 1e7 steps per "
           f"game) | | {hours(lpo_generations * paper_generation)} |", flush=True)
 
+
+def measure_lpg_rows(sizes: Sizes) -> None:
     lpg, lpg_generations, first, steady = generation_times(
         CONFIGS / "groove_gridworld.yaml", sizes.lpg_overrides, sizes.generations)
     print(f"| LPG meta-gradient step, {lpg.metagrad.num_agents} agents, K="
           f"{lpg.metagrad.unroll}, PLR + regret | {first - steady:.0f} | {steady:.2f} s |",
           flush=True)
     print(f"| projected: GROOVE run ({lpg_generations} meta-steps) | | "
-          f"{hours(lpg_generations * steady)} |")
-    print(f"\nsuite wall time: {hours(time.perf_counter() - suite_start)}")
-    print(f"reproduce: python benchmarks/gpu_suite.py{' --toy' if args.toy else ''}"
-          f"{'' if args.toy else f' --lpo-steps {args.lpo_steps}'}")
+          f"{hours(lpg_generations * steady)} |", flush=True)
 
 
 if __name__ == "__main__":
