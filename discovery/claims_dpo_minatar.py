@@ -121,7 +121,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
     overall = _relative_over_games(relative)
     complete = len(done) == len(expected)
     _, seeds, fields = SCALES[scale]
-    verdict = _verdict(overall, complete, len(done), len(expected), seeds)
+    verdict = _verdict(overall, complete, scale, len(done), len(expected), seeds)
     lines = [
         f"## {TITLE} [{scale}]\n",
         "**Paper**: DPO, the closed form of the drift LPO discovered, performs at least as "
@@ -170,9 +170,10 @@ def _relative_over_games(groups: list[tuple[np.ndarray, np.ndarray]], samples: i
     return percentile_interval(float(np.mean(point)), np.mean(per_game, axis=0), n=len(point))
 
 
-def _verdict(overall: Any, complete: bool, done: int, expected: int, seeds: int) -> str:
+def _verdict(overall: Any, complete: bool, scale: str, done: int, expected: int,
+             seeds: int) -> str:
     if not complete:
-        return pending_verdict("dpo-vs-ppo-minatar", done, expected)
+        return pending_verdict("dpo-vs-ppo-minatar", scale, done, expected)
     if not np.isfinite(overall.estimate):
         return "inconclusive: no game has finite returns for both drifts."
     ci = f"(relative difference {overall.estimate:+.3f}, 95% CI [{overall.low:+.3f}, " \

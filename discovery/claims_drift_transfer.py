@@ -170,7 +170,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                 f"{overall['dpo'].text(signed=True)} |")
     config = meta_train_config(scale, 0)
     task = config.task
-    verdict = _verdict(overall["ppo_clip"], overall["dpo"], len(done), len(expected),
+    verdict = _verdict(overall["ppo_clip"], overall["dpo"], scale, len(done), len(expected),
                        _best_fitness([records[n] for n in done], task))
     held_out_ppo = ("PPO settings " + ", ".join(o.removeprefix("ppo.") for o in setting.eval_ppo)
                     if setting.eval_ppo else "the meta-training's PPO settings")
@@ -204,12 +204,12 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                   lambda path: _plot(learned, dpo, envs, path))
 
 
-def _verdict(gap: Any, dpo: Any, done: int, expected: int,
+def _verdict(gap: Any, dpo: Any, scale: str, done: int, expected: int,
              best_fitness: float | None = None) -> str:
     """The rule fixed before the run; ``best_fitness``, the best tenth of the runs' ES
     fitness (PPO-clip 1), says whether meta-training itself found anything."""
     if done < expected:
-        return pending_verdict("drift-transfer", done, expected)
+        return pending_verdict("drift-transfer", scale, done, expected)
     if not math.isfinite(gap.estimate):
         return "inconclusive: no held-out env has finite normalised scores."
     ci = (f"(LPO - PPO-clip {gap.estimate:+.2f}, 95% CI [{gap.low:+.2f}, {gap.high:+.2f}]; "

@@ -160,7 +160,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
     gap = hierarchical_difference_ci(scores["plr"], scores["dr"], _score, seed=200)
     rows.append(f"| **mean over layouts** | | | {overall['dr'].text()} | "
                 f"{overall['plr'].text()} | {gap.text()} |")
-    verdict = _verdict(gap, len(done), len(expected), SCALES[scale].meta_seeds)
+    verdict = _verdict(gap, scale, len(done), len(expected), SCALES[scale].meta_seeds)
     counts = {arm: len(scores[arm]) for arm in ARMS}
     lines = [
         f"## {TITLE} [{scale}]\n",
@@ -207,9 +207,9 @@ def _layout_size(name: str) -> str:
     return f"{layout.height}x{layout.width}" if layout is not None else "n/a"
 
 
-def _verdict(gap: Any, done: int, expected: int, meta_seeds: int) -> str:
+def _verdict(gap: Any, scale: str, done: int, expected: int, meta_seeds: int) -> str:
     if done < expected:
-        return pending_verdict("groove-plr-vs-dr", done, expected)
+        return pending_verdict("groove-plr-vs-dr", scale, done, expected)
     if not math.isfinite(gap.estimate):
         return "inconclusive: no finite normalised rates for both arms."
     ci = f"(PLR - DR {gap.estimate:+.2f}, 95% CI [{gap.low:+.2f}, {gap.high:+.2f}])"

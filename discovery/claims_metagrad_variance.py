@@ -184,7 +184,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                          f"[{vl:.3g}, {vh:.3g}] | {point[1]:.3g} [{bl:.3g}, {bh:.3g}] |")
     k_max = max(sizes["ks"])
     pair = (f"K{k_max}/mixed", f"K{k_max}/k_step")
-    verdict = _verdict(boots, pair, len(done), len(expected), summary)
+    verdict = _verdict(boots, pair, scale, len(done), len(expected), summary)
     lines += [
         "",
         "Rule (fixed before the first run): the claim holds at the largest K when the CI of "
@@ -200,10 +200,10 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
     return Report("\n".join(lines), summary, verdict, lambda path: _plot(summary, path))
 
 
-def _verdict(boots: dict[str, np.ndarray], pair: tuple[str, str], done: int, expected: int,
-             summary: dict[str, Any]) -> str:
+def _verdict(boots: dict[str, np.ndarray], pair: tuple[str, str], scale: str, done: int,
+             expected: int, summary: dict[str, Any]) -> str:
     if done < expected:
-        return pending_verdict("metagrad-variance-lpg", done, expected)
+        return pending_verdict("metagrad-variance-lpg", scale, done, expected)
     mixed, k_step = boots[pair[0]], boots[pair[1]]  # paired: the same seed resamples
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = mixed[:, 0] / k_step[:, 0]

@@ -180,7 +180,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                                      seed=200)
     off = hierarchical_difference_ci(learned["ta_lpo"], learned["lpo"], stat["off_horizon"],
                                      seed=300)
-    verdict = _verdict(gap, off, len(done), len(expected), setting.meta_seeds)
+    verdict = _verdict(gap, off, scale, len(done), len(expected), setting.meta_seeds)
     counts = {d: len(learned[d]) for d in DRIFTS}
     config = meta_train_config(scale, "lpo", 0)
     task = config.task
@@ -219,9 +219,10 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
                   lambda path: _plot(learned, dpo, setting.horizons, stat, path))
 
 
-def _verdict(gap: Any, off: Any, done: int, expected: int, meta_seeds: int) -> str:
+def _verdict(gap: Any, off: Any, scale: str, done: int, expected: int,
+             meta_seeds: int) -> str:
     if done < expected:
-        return pending_verdict("temporal-awareness", done, expected)
+        return pending_verdict("temporal-awareness", scale, done, expected)
     if not (math.isfinite(gap.estimate) and math.isfinite(off.estimate)):
         return "inconclusive: no finite normalised scores for both drifts."
     ci = (f"(degradation LPO - TA-LPO {gap.estimate:+.2f}, 95% CI [{gap.low:+.2f}, "

@@ -345,10 +345,12 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def pending_verdict(claim: str, done: int, expected: int) -> str:
-    """The verdict of a claim whose pieces have not all run."""
+def pending_verdict(claim: str, scale: str, done: int, expected: int) -> str:
+    """The verdict of a claim whose pieces have not all run, with the command that runs
+    the rest."""
+    option = "" if scale == "cpu" else f" --scale {scale}"
     return (f"pending: {done} of {expected} pieces have run "
-            f"(`discover reproduce {claim}` runs the rest).")
+            f"(`discover reproduce {claim}{option}` runs the rest).")
 
 
 def machine() -> str:
@@ -379,8 +381,8 @@ def compute_line(records: dict[str, dict[str, Any]]) -> str:
                        records.values()})
     note = (f"; {counted(resumed, 'piece')} resumed after a kill, timed by the run's log "
             "over every call" if resumed else "")
-    return (f"**Compute**: {len(times)} pieces, {sum(times):.0f} {unit} of wall time in all "
-            f"({min(times):.0f}-{max(times):.0f} {unit} a piece{note}), on "
+    return (f"**Compute**: {len(times)} pieces, {sum(times):.0f} {unit} of wall time summed "
+            f"over the pieces ({min(times):.0f}-{max(times):.0f} {unit} a piece{note}), on "
             f"{'; '.join(machines)}.\n")
 
 

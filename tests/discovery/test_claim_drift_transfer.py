@@ -90,5 +90,5 @@ def test_a_drift_that_does_not_transfer_is_read_beside_its_meta_training(best, s
 
     module = reproduce.claim_module("drift-transfer")
     gap = hierarchical_mean_ci([np.full((2, 16), -0.3)] * 3, module._over_envs)
-    verdict = module._verdict(gap, gap, 3, 3, best)
+    verdict = module._verdict(gap, gap, "cpu", 3, 3, best)
     assert verdict.startswith("does not hold at this scale") and says in verdict

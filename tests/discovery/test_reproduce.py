@@ -70,15 +70,17 @@ def test_the_compute_line_reads_minutes_unless_every_piece_took_under_one():
         return {f"p{i}": {"wall_time_s": s, "machine": "m"} for i, s in enumerate(seconds)}
 
     assert reproduce.compute_line(records(7.4, 8.2)) == (
-        "**Compute**: 2 pieces, 16 s of wall time in all (7-8 s a piece), on m.\n")
+        "**Compute**: 2 pieces, 16 s of wall time summed over the pieces (7-8 s a piece), "
+        "on m.\n")
     assert reproduce.compute_line(records(30.0, 150.0)) == (
-        "**Compute**: 2 pieces, 3 min of wall time in all (0-2 min a piece), on m.\n")
+        "**Compute**: 2 pieces, 3 min of wall time summed over the pieces (0-2 min a piece), "
+        "on m.\n")
     # A piece resumed after a kill: its last call took 50 min, its run's log 70 min.
     resumed = records(3000.0, 6000.0)
     resumed["p0"]["meta_training"] = {"training_curve": {"logged_wall_time_s": 4200.0}}
     assert reproduce.compute_line(resumed) == (
-        "**Compute**: 2 pieces, 170 min of wall time in all (70-100 min a piece; 1 piece "
-        "resumed after a kill, timed by the run's log over every call), on m.\n")
+        "**Compute**: 2 pieces, 170 min of wall time summed over the pieces (70-100 min a "
+        "piece; 1 piece resumed after a kill, timed by the run's log over every call), on m.\n")
     with pytest.raises(ValueError, match="scale: got 'huge'; allowed: toy, cpu, paper"):
         reproduce.claim_pieces(CLAIM, "huge")
 
@@ -113,6 +115,8 @@ def test_a_missing_piece_leaves_the_verdict_pending(toy_results, tmp_path):
     expected = [piece.name for piece in reproduce.claim_module(CLAIM).pieces("toy")]
     report = reproduce.claim_module(CLAIM).report(records, "toy", expected)
     assert report.verdict.startswith("pending: 1 of 2 pieces")
+    # The command it names runs the rest at the report's own scale.
+    assert "`discover reproduce dpo-vs-ppo-minatar --scale toy`" in report.verdict
     assert "| Breakout-MinAtar | 50.08 |" in report.markdown
     assert "nan" not in report.markdown.lower()
 
