@@ -106,6 +106,11 @@ def test_a_rerun_skips_finished_pieces_and_results_md_regenerates_byte_for_byte(
         (results / CLAIM / "cpu").rename(results / CLAIM / "toy")
     assert first == second and rewritten.encode() in first
     assert b"[cpu]" in first and b"**Verdict**" in first and b"nan" not in first.lower()
+    # The verdict table at the top: one row per section, pieces counted at its scale.
+    table = first.decode().split("\n## ")[0]
+    assert f"| `{CLAIM}` | cpu | 2 of 8 | pending |" in table
+    assert "| `groove-plr-vs-dr` | cpu | 0 of 6 | pending |" in table
+    assert table.count("| cpu |") == len(reproduce.CLAIMS)
 
 
 def test_a_missing_piece_leaves_the_verdict_pending(toy_results, tmp_path):
