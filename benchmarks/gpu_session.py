@@ -3,13 +3,14 @@
 have no record under ``results/`` yet, all side by side on the one GPU (each a process
 with a share of its memory), then the GPU suite (``gpu_suite.py``) in the time left.
 Whatever finished before the deadline lands in ``--out``: the new piece records in one
-JSON file (``discover reproduce`` records, by piece name; copy them into
-``results/dpo-vs-ppo-minatar/paper/pieces/``), the suite's table and a log. Runs from a
+JSON file (``discover reproduce`` records, by piece name; ``--import-records FILE`` here
+writes them where ``discover reproduce`` keeps them), the suite's table and a log. Runs from a
 source checkout that is not installed: the device image has JAX, flax, optax and chex,
 and gymnax and evosax travel as wheels (BENCHMARKS.md, "The GPU suite").
 
     python benchmarks/gpu_session.py --out OUT --budget 520          # on the GPU
     python benchmarks/gpu_session.py --out /tmp/gpu --budget 240 --toy   # anywhere
+    python benchmarks/gpu_session.py --import-records OUT/dpo-vs-ppo-minatar-paper-pieces.json
 """
 
 from __future__ import annotations
@@ -118,12 +119,38 @@ def run_claim(session: Session, scale: str, until: float, work: Path) -> None:
         record = json.loads(path.read_text())
         records[path.stem.replace("__", "/")] = record
         session.log(f"record {path.stem}: {record['wall_time_s']} s on {record['machine']}")
-    (session.out / f"{CLAIM}-{scale}-pieces.json").write_text(json.dumps(records, indent=1))
+    bundle = {"claim": CLAIM, "scale": scale, "records": records}
+    (session.out / f"{CLAIM}-{scale}-pieces.json").write_text(json.dumps(bundle, indent=1))
+
+
+def import_records(bundle_path: Path, results: Path) -> list[Path]:
+    """Write a session's piece records (``--out``'s ``*-pieces.json``) where ``discover
+    reproduce`` keeps them under ``results``; a piece that already has a record there is
+    refused, so nothing recorded is overwritten."""
+    from discovery import reproduce
+    from discovery.files import write_json
+
+    bundle = json.loads(bundle_path.read_text())
+    folder = reproduce.claim_dir(results, bundle["claim"], bundle["scale"])
+    paths = {name: reproduce.piece_path(folder, name) for name in bundle["records"]}
+    taken = [str(path) for path in paths.values() if path.exists()]
+    if taken:
+        raise SystemExit(f"--import-records: these pieces already have records: "
+                         f"{', '.join(taken)}; move them away to replace them")
+    for name, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, bundle["records"][name])
+    return list(paths.values())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="where the results land")
+    parser.add_argument("--out", type=Path, help="where the results land")
+    parser.add_argument("--import-records", type=Path, metavar="BUNDLE",
+                        help="instead of running: write a session's *-pieces.json records "
+                             "into --results")
+    parser.add_argument("--results", type=Path, default=ROOT / "results",
+                        help="the results root --import-records writes to")
     parser.add_argument("--budget", type=float, default=520, help="seconds in all")
     parser.add_argument("--claim-share", type=float, default=0.6,
                         help="the fraction of the budget the claim's pieces may use")
@@ -131,6 +158,13 @@ def main() -> None:
                         help="the GPU suite's rows to measure (gpu_suite.py --parts)")
     parser.add_argument("--toy", action="store_true", help="toy sizes, for a CPU")
     args = parser.parse_args()
+    if args.import_records is not None:
+        for path in import_records(args.import_records, args.results):
+            print(f"wrote {path}")
+        print("then: discover reproduce --report")
+        return
+    if args.out is None:
+        parser.error("--out: give the folder the results land in")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gpu-session-") as tmp:
         # Children run with -P, so the checkout's own discovery/ (without envs/, agents/,

@@ -4,6 +4,7 @@ paper-scale pieces that have no committed record."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,19 @@ def test_only_the_pieces_without_a_record_are_run(tmp_path):
     games = ("Asterix", "Breakout", "Freeway", "SpaceInvaders")
     everything = {f"{game}-MinAtar/{drift}" for game in games for drift in ("ppo", "dpo")}
     assert set(missing) == everything - recorded and not set(missing) & recorded
+
+
+def test_imported_records_land_where_reproduce_reads_them_and_never_overwrite(tmp_path):
+    from discovery import reproduce
+
+    records = {"Asterix-MinAtar/ppo": {"final_returns": [12.5], "wall_time_s": 300.0}}
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(json.dumps({"claim": gpu_session.CLAIM, "scale": "paper",
+                                  "records": records}))
+    results = tmp_path / "results"
+    [path] = gpu_session.import_records(bundle, results)
+    folder = reproduce.claim_dir(results, gpu_session.CLAIM, "paper")
+    assert reproduce.read_records(folder) == records
+    with pytest.raises(SystemExit, match="already have records"):
+        gpu_session.import_records(bundle, results)
+    assert json.loads(path.read_text()) == records["Asterix-MinAtar/ppo"]
