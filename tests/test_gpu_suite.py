@@ -28,3 +28,11 @@ def test_the_gpu_suite_runs_at_toy_size_and_fills_every_row():
         figure = row.split("|")[3]
         assert "nan" not in figure.lower() and re.search(r"\d", figure), row
     assert "reproduce: python benchmarks/gpu_suite.py --toy" in out.stdout
+
+
+@pytest.mark.timeout(120)
+def test_an_unknown_part_is_refused_by_name():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--toy", "--parts", "ppo,lpx"],
+                         capture_output=True, text=True, timeout=100)
+    assert out.returncode == 2
+    assert "--parts: lpx is not one of ppo, lpo, lpg" in out.stderr
