@@ -46,6 +46,7 @@ import optax
 from flax import struct
 
 from discovery.agents import distributions
+from discovery.agents.networks import orthogonal
 from discovery.envs import wrappers
 
 Metrics = dict[str, jax.Array]
@@ -142,7 +143,7 @@ class _Tower(nn.Module):
         x = obs
         for size in self.hidden_sizes:
             x = nn.relu(nn.Dense(size)(x))
-        return nn.Dense(self.features, kernel_init=nn.initializers.orthogonal(0.01))(x)
+        return nn.Dense(self.features, kernel_init=orthogonal(0.01))(x)
 
 
 class PolicyPrediction(nn.Module):

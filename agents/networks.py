@@ -7,7 +7,7 @@ state-independent log standard deviation); :class:`PolicyOutput` carries either.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -55,10 +55,27 @@ class PolicyOutput:
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
+def orthogonal(scale: float = 1.0) -> Callable[..., jax.Array]:
+    """Flax's orthogonal initialiser (Saxe et al., 2014), computed one matrix at a time
+    under ``vmap``: the same values, bit for bit, without a batched LAPACK QR.
+
+    Vmapped over seeds or population members, flax's initialiser becomes one batched
+    QR, which jaxlib 0.10 on CPU splits over the same thread pool that runs the
+    program (``ParallelBatchMap``); two such calls at once (two host devices, or XLA's
+    concurrency-optimised scheduler) wait on each other's queued work forever.
+    ``sequential_vmap`` turns the batch into a loop of single QRs, which never split.
+    """
+    base = nn.initializers.orthogonal(scale)
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        one = jax.custom_batching.sequential_vmap(lambda k: base(k, shape, dtype))
+        return one(key)
+
+    return init
+
+
 def _dense(features: int, scale: float) -> nn.Dense:
-    return nn.Dense(
-        features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros
-    )
+    return nn.Dense(features, kernel_init=orthogonal(scale), bias_init=nn.initializers.zeros)
 
 
 class _Torso(nn.Module):

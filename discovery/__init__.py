@@ -23,9 +23,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Importing the environments first sets XLA_FLAGS (the jaxlib 0.10 CPU hang fix), the
-# compilation cache and the jax.distributed job before anything can start JAX's backend.
-from discovery import envs  # noqa: F401
+# First of all, before anything can start JAX's backend: one CPU device per core, the
+# compilation cache and the jax.distributed job.
+from discovery.process_setup import setup_process
+
+setup_process()
 
 __version__ = "0.1.0"
 

@@ -19,6 +19,7 @@ from discovery import envs as env_registry
 from discovery import preflight
 from discovery.agents.ppo import PPOConfig
 from discovery.config import apply_overrides, from_dict
+from discovery.devices import run_split
 from discovery.drift import make_drift, make_drift_choice
 from discovery.evaluate import (
     EvaluateConfig,
@@ -98,7 +99,9 @@ def held_out(entry: Any, config: EvaluateConfig, overrides: Sequence[str]) -> He
             over_seeds = jax.vmap(score, in_axes=(0, None, None))
             over_methods = jax.vmap(over_seeds, in_axes=(None, {"index": 0, "members": None},
                                                          None))
-            final, metrics = jax.jit(over_methods)(keys, every_method, ppo_env.hyperparams())
+            # Seeds split over the devices (the methods' axis comes first in the outputs).
+            final, metrics = run_split(over_methods, keys, every_method,
+                                       ppo_env.hyperparams(), what="seeds", out_axes=1)
             per_method = {
                 method: MethodCurves(
                     np.asarray(metrics["latest_return"][row], dtype=np.float64),

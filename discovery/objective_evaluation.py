@@ -21,6 +21,7 @@ from discovery import preflight
 from discovery.agents.a2c import make_a2c
 from discovery.agents.lpg_agent import LPGAgentConfig, make_lpg_agent
 from discovery.config import apply_overrides, from_dict
+from discovery.devices import run_split
 from discovery.envs.registry import GRIDWORLD_PREFIX
 from discovery.evaluate import (
     EvaluateConfig,
@@ -76,9 +77,11 @@ def held_out(
                 return jax.vmap(train)(keys)
 
             a2c = make_a2c(a2c_like(agent_config, updates), env, level)
+            # Each method's seeds split over the devices (discovery.devices).
             runs = {
-                "learned": jax.jit(learned)(keys, entry.params),
-                "a2c": jax.jit(jax.vmap(lambda k, a2c=a2c: a2c.train(k)[1]))(keys),
+                "learned": run_split(learned, keys, entry.params, what="seeds"),
+                "a2c": run_split(jax.vmap(lambda k, a2c=a2c: a2c.train(k)[1]), keys,
+                                 what="seeds"),
             }
             per_method = {}
             for method, metrics in runs.items():

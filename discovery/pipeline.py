@@ -18,10 +18,10 @@ from typing import Any
 import jax
 
 from discovery.config import to_dict
-from discovery.envs.distributed import join_distributed_job
 from discovery.meta.curricula import Curriculum
 from discovery.meta.loop import MetaLoopState, meta_loop
 from discovery.meta.optimizers import MetaOptimizer
+from discovery.process_setup import join_distributed_job
 
 
 @dataclass(frozen=True, eq=False)

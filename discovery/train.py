@@ -17,6 +17,7 @@ import numpy as np
 
 from discovery import envs as env_registry
 from discovery.agents.ppo import PPOConfig, diverged, make_train, make_train_stages
+from discovery.devices import split_count, split_over
 from discovery.drift import make_drift
 from discovery.files import dumps, write_text_atomic
 
@@ -73,7 +74,8 @@ def train_seeds(
     drift_params: Any = None,
     on_update: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Train ``config.seeds`` agents, vmapped over seeds, in one jitted program.
+    """Train ``config.seeds`` agents, vmapped over seeds, in one jitted program (per
+    device: the seeds are split over the devices, :mod:`discovery.devices`).
 
     With ``on_update(n)`` (for progress bars) the updates run in equal chunks of one
     compiled program, the last one maybe shorter (:func:`progress_chunk`, from
@@ -87,6 +89,7 @@ def train_seeds(
     if drift_params is None:
         drift_params = drift.init(jax.random.key(config.seed))
     keys = jax.random.split(jax.random.key(config.seed), config.seeds)
+    devices = jax.local_devices()[:split_count(config.seeds, "seeds")]
     if on_update is None:
         train = make_train(config.ppo, env, env_params, drift)
 
@@ -94,16 +97,19 @@ def train_seeds(
             state, metrics = train(key, drift_params)
             return metrics, diverged(state, metrics)
 
-        metrics, failed = jax.jit(jax.vmap(train_one, in_axes=(0, None)))(keys, drift_params)
+        program = split_over(jax.vmap(train_one, in_axes=(0, None)), devices, num_shared=1)
+        metrics, failed = program(keys, drift_params)
     else:
         start, advance = make_train_stages(config.ppo, env, env_params, drift)
-        state, update_keys = jax.jit(jax.vmap(start))(keys)
-        step = jax.jit(jax.vmap(advance, in_axes=(0, 0, None)))
+        state, update_keys = split_over(jax.vmap(start), devices, num_shared=0)(keys)
+        over_seeds = jax.vmap(advance, in_axes=(0, 0, None))
+        step = split_over(lambda batch, params: over_seeds(*batch, params), devices,
+                          num_shared=1)
         num_updates = config.ppo.num_updates
         chunk = progress_chunk(num_updates, MAX_PROGRESS_CHUNKS)
         parts = []
         for first in range(0, num_updates, chunk):
-            state, part = step(state, update_keys[:, first:first + chunk], drift_params)
+            state, part = step((state, update_keys[:, first:first + chunk]), drift_params)
             parts.append(part)
             on_update(min(first + chunk, num_updates) - 1)
         metrics = jax.tree.map(lambda *chunks: np.concatenate(chunks, axis=1), *parts)

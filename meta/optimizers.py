@@ -21,6 +21,7 @@ what the curriculum learns from.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from discovery.devices import split_over
 from discovery.meta.curricula import FinishedLevels, LevelBatch
 from discovery.meta.es import EvolutionStrategy
 from discovery.meta.metagrad import MetaGradient
@@ -77,9 +79,16 @@ class LoopState:
 
 def population_devices(population_size: int) -> list[jax.Device] | None:
     """The devices the population is split over, or ``None`` to score it on one device
-    (a single device, or a population that does not divide evenly over the devices)."""
+    (a single device, or a population that does not divide evenly over the devices,
+    which warns: the other devices would sit idle)."""
     devices = jax.devices()
-    if len(devices) == 1 or population_size % len(devices):
+    if len(devices) == 1:
+        return None
+    if population_size % len(devices):
+        warnings.warn(
+            f"es.population_size {population_size} does not divide over the {len(devices)} "
+            f"devices, so the population is scored on one device; a multiple of "
+            f"{len(devices)} uses them all", RuntimeWarning, stacklevel=2)
         return None
     return devices
 
@@ -89,13 +98,31 @@ def split_over_devices(
 ) -> Callable[..., tuple[Any, ...]]:
     """Score equal slices of the population on each device concurrently.
 
-    Scoring is embarrassingly parallel over the population, so each device gets its
-    slice and runs the same jitted program with no collective at all (dispatch is
-    asynchronous, so the devices run at once); results come back to the host, and
-    across processes of a ``jax.distributed`` job they are all-gathered. On forced CPU
-    devices this also avoids a jaxlib 0.10 deadlock that a single SPMD program over the
-    ``jax.sharding`` mesh hits (measured: 3 of 3 runs hung).
+    Scoring is embarrassingly parallel over the population, so each device scores its
+    slice with no collective. Per-member outputs (fitness, returns) come back in member
+    order; any further output (per-level scores averaged over a slice's members) is
+    averaged over the slices. In one process this is one ``shard_map`` program, compiled
+    once for all devices (:func:`discovery.devices.split_over`); across the processes of
+    a ``jax.distributed`` job each process dispatches its own devices' slices and the
+    results are all-gathered.
     """
+    if jax.process_count() == 1:
+        def stacked(population: Any, key: jax.Array, *args: Any) -> tuple[Any, ...]:
+            outputs = fitness_fn(population, key, *args)
+            return (*outputs[:2], *[jax.tree.map(lambda x: x[None], out) for out in outputs[2:]])
+
+        sharded = None
+
+        def score_here(population: Any, key: jax.Array, *args: Any) -> Any:
+            nonlocal sharded
+            if sharded is None:
+                sharded = split_over(stacked, devices, num_shared=1 + len(args))
+            outputs = jax.device_get(sharded(population, key, *args))
+            averaged = [jax.tree.map(lambda x: np.mean(x, axis=0), out) for out in outputs[2:]]
+            return (*outputs[:2], *averaged)
+
+        return score_here
+
     jitted = jax.jit(fitness_fn)
     global_index = {device: index for index, device in enumerate(devices)}
     local = [device for device in jax.local_devices() if device in global_index]
@@ -109,8 +136,6 @@ def split_over_devices(
             on_device = jax.device_put((chunk, key, args), device)
             outputs.append(jitted(on_device[0], on_device[1], *on_device[2]))
         outputs = jax.device_get(outputs)
-        # Per-member outputs (fitness, returns) are concatenated in member order; any
-        # further output (per-level scores averaged over a slice's members) is averaged.
         per_member = [
             jax.tree.map(lambda *xs: np.concatenate(xs), *[out[i] for out in outputs])
             for i in range(2)
@@ -119,13 +144,12 @@ def split_over_devices(
             jax.tree.map(lambda *xs: np.mean(np.stack(xs), axis=0), *[out[i] for out in outputs])
             for i in range(2, len(outputs[0]))
         ]
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
+        from jax.experimental import multihost_utils
 
-            per_member = multihost_utils.process_allgather(per_member, tiled=True)
-            averaged = jax.tree.map(
-                lambda x: np.mean(x, axis=0), multihost_utils.process_allgather(averaged)
-            )
+        per_member = multihost_utils.process_allgather(per_member, tiled=True)
+        averaged = jax.tree.map(
+            lambda x: np.mean(x, axis=0), multihost_utils.process_allgather(averaged)
+        )
         return (*per_member, *averaged)
 
     return score

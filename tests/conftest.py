@@ -1,6 +1,6 @@
-"""Import the package first, so its XLA flags (the jaxlib 0.10 CPU hang fix) are set
-before any test module starts JAX's backend (with flags that compile faster, see
-below), and JAX's persistent compilation cache in
+"""Import the package first, so its process setup runs before any test module starts
+JAX's backend (with flags that compile faster, see below; one CPU device per test
+process, see below), and JAX's persistent compilation cache in
 a fresh folder for this session: tests that rebuild the same program (every tiny
 meta-training run builds its baselines anew) load it instead of compiling it again,
 while the suite still starts cold, as on a fresh machine. pytest-xdist's workers
@@ -44,7 +44,13 @@ for _name, _value in _FAST_COMPILE_FLAGS.items():
         _flags = f"{_flags} {_name}={_value}".strip()
 os.environ["XLA_FLAGS"] = _flags
 
-from discovery import envs  # noqa: E402, F401
+# One CPU device per test process: pytest-xdist already runs a test file per core, and
+# every process of a test (in-process calls, CLI subprocesses, notebook kernels) then
+# computes on the same device layout. The tests of the multi-device split force two
+# devices in their own processes (tests/test_devices.py, tests/meta/test_loop.py).
+os.environ.setdefault("DISCOVERY_CPU_DEVICES", "1")
+
+import discovery  # noqa: E402, F401
 
 # For a program that runs long: optimised code for twice the compile time (CartPole 4
 # seeds x 1e5 steps, stop 20: compile 8.9 s + run 4.5 s, against 4.2 s + 16.4 s with the

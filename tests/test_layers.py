@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"discovery.envs": "envs", "discovery.agents": "agents", "discovery.meta": "meta",
            "discovery": "discovery"}
 FOUNDATION = ("discovery.files", "discovery.config", "discovery.stats", "discovery.checkpoint",
-              "discovery.components")
+              "discovery.components", "discovery.process_setup", "discovery.devices")
 ALLOWED = {
     "foundation": FOUNDATION,
     "discovery.envs": (*FOUNDATION, "discovery.envs"),

@@ -7,7 +7,7 @@ import sys
 import jax
 import pytest
 
-from discovery.envs.compilation_cache import configure_compilation_cache
+from discovery.process_setup import configure_compilation_cache
 
 PROBE = "import discovery, jax; print(jax.config.jax_compilation_cache_dir, " \
         "jax.config.jax_enable_compilation_cache, " \

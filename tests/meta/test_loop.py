@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from discovery import meta  # noqa: F401  (sets XLA_FLAGS)
+from discovery import meta  # noqa: F401
 from discovery.components import COMPONENTS
 from discovery.drift_training import MetaTrainConfig
 from discovery.meta.curricula import CurriculumConfig
@@ -146,26 +145,18 @@ SHARDING_SCRIPT = textwrap.dedent(
 )
 
 
-def _run_on_two_forced_devices(script: Path, attempts: int = 3) -> subprocess.CompletedProcess:
-    """Run ``script`` with 2 forced CPU devices.
-
-    jaxlib 0.10's CPU runtime has deadlocked (0% CPU, never returning) on forced host
-    devices; a run that hangs is retried, with a warning, and a wrong result is never
-    retried.
-    """
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2")
-    for _ in range(attempts):
-        try:
-            return subprocess.run(
-                [sys.executable, str(script)], env=env, capture_output=True, text=True,
-                timeout=150,
-            )
-        except subprocess.TimeoutExpired:
-            warnings.warn("a 2-device run hung and was retried", RuntimeWarning, stacklevel=1)
-    pytest.fail(f"the 2-device run hung {attempts} times in a row")
+def _run_on_two_forced_devices(script: Path) -> subprocess.CompletedProcess:
+    """Run ``script`` with 2 CPU devices; a hang (the jaxlib 0.10 deadlock of batched QRs,
+    fixed in ``agents/networks.orthogonal``) fails the test."""
+    env = dict(os.environ, DISCOVERY_CPU_DEVICES="2")
+    try:
+        return subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                              text=True, timeout=150)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the 2-device run hung")
 
 
+@pytest.mark.cross_program
 def test_sharded_and_unsharded_generations_agree(tmp_path):
     script = tmp_path / "shard.py"
     script.write_text(SHARDING_SCRIPT)
@@ -173,6 +164,9 @@ def test_sharded_and_unsharded_generations_agree(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert np.all(np.isfinite(result["plain"])), result
+    # The slices are scored by another compiled program (half the population) than the
+    # whole: equal to float rounding, while a member scored in another's place (a wrong
+    # order) moves the mean by far more.
     np.testing.assert_allclose(result["sharded"], result["plain"], rtol=1e-5)
 
 
