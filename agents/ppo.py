@@ -202,10 +202,14 @@ def make_learn(
         obs, action, old_log_prob, old_value, advantage, target = batch
         policy, value = network.apply(params, obs)
         log_prob = policy.log_prob(action)
-        ratio = jnp.exp(log_prob - old_log_prob)
+        log_ratio = log_prob - old_log_prob
+        ratio = jnp.exp(log_ratio)
         if config.normalize_advantage:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-        drift_value = drift(drift_params, ratio, advantage, progress)
+        if getattr(drift, "uses_log_ratio", False):  # DPO: finite where the ratio is not
+            drift_value = drift(drift_params, ratio, advantage, progress, log_ratio)
+        else:
+            drift_value = drift(drift_params, ratio, advantage, progress)
         actor_loss = -jnp.mean(ratio * advantage - drift_value)
         value_clipped = old_value + jnp.clip(value - old_value, -hp.vf_clip, hp.vf_clip)
         value_loss = 0.5 * jnp.mean(

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 
 Params = Any
-DriftApply = Callable[[Params, jax.Array, jax.Array, jax.Array], jax.Array]
+# apply(params, ratio, advantage, progress[, log_ratio]) -> drift
+DriftApply = Callable[..., jax.Array]
 
 #: Margin subtracted inside the learned drifts' ReLU so they are exactly zero (with zero
 #: gradient) in a neighbourhood of ``r = 1`` (Lu et al., 2022, LPO code).
@@ -40,16 +41,25 @@ class Drift:
       apply: ``apply(params, ratio, advantage, progress) -> drift``; ``ratio`` and
         ``advantage`` share a shape, ``progress`` is a scalar in ``[0, 1]``.
       learnable: whether a meta-optimiser should search over the params.
+      uses_log_ratio: ``apply`` takes the log-ratio as a fifth argument, which the
+        caller computes as ``log_prob - old_log_prob`` (finite where ``ratio`` itself
+        under- or overflows).
     """
 
     name: str
     init: Callable[[jax.Array], Params]
     apply: DriftApply
     learnable: bool = False
+    uses_log_ratio: bool = False
 
     def __call__(
-        self, params: Params, ratio: jax.Array, advantage: jax.Array, progress: jax.Array
+        self, params: Params, ratio: jax.Array, advantage: jax.Array, progress: jax.Array,
+        log_ratio: jax.Array | None = None,
     ) -> jax.Array:
+        """The drift at ``ratio``; ``log_ratio`` (the same shape), where the caller has
+        it, reaches drifts that take logs of the ratio."""
+        if self.uses_log_ratio and log_ratio is not None:
+            return self.apply(params, ratio, advantage, progress, log_ratio)
         return self.apply(params, ratio, advantage, progress)
 
 
@@ -90,14 +100,18 @@ def dpo_drift(
     advantage: jax.Array,
     alpha: float | jax.Array = 2.0,
     beta: float | jax.Array = 0.6,
+    log_ratio: jax.Array | None = None,
 ) -> jax.Array:
     """Discovered Policy Optimisation's drift (Lu et al., 2022, Eq. 9).
 
     ``A >= 0``: ``ReLU((r-1)A - alpha * tanh((r-1)A / alpha))``;
-    ``A < 0``: ``ReLU(log(r) A - beta * tanh(log(r) A / beta))``.
+    ``A < 0``: ``ReLU(log(r) A - beta * tanh(log(r) A / beta))``, with ``log(r)`` the
+    ``log_ratio`` given (``log_prob - old_log_prob``, as DPO's public code computes it),
+    else ``log(ratio)``, which is ``-inf`` where the ratio underflowed to 0 and then
+    makes the gradient NaN.
     """
     positive = (ratio - 1.0) * advantage
-    negative = jnp.log(ratio) * advantage
+    negative = (jnp.log(ratio) if log_ratio is None else log_ratio) * advantage
     drift_pos = jax.nn.relu(positive - alpha * jnp.tanh(positive / alpha))
     drift_neg = jax.nn.relu(negative - beta * jnp.tanh(negative / beta))
     return jnp.where(advantage >= 0.0, drift_pos, drift_neg)
@@ -110,11 +124,11 @@ def make_dpo_drift(alpha: float = 2.0, beta: float = 0.6) -> Drift:
         del key
         return {"alpha": jnp.asarray(alpha, jnp.float32), "beta": jnp.asarray(beta, jnp.float32)}
 
-    def apply(params, ratio, advantage, progress):
+    def apply(params, ratio, advantage, progress, log_ratio=None):
         del progress
-        return dpo_drift(ratio, advantage, params["alpha"], params["beta"])
+        return dpo_drift(ratio, advantage, params["alpha"], params["beta"], log_ratio)
 
-    return Drift("dpo", init, apply)
+    return Drift("dpo", init, apply, uses_log_ratio=True)
 
 
 # --- LPO and TA-LPO (learned) -------------------------------------------------------
@@ -223,19 +237,21 @@ def make_drift_choice(drifts: Sequence[Drift]) -> Drift:
                 "members": tuple(d.init(k) for d, k in zip(drifts, keys))}
 
     def branch(position: int) -> Callable[..., jax.Array]:
-        def apply_one(members, ratio, advantage, progress):
-            return drifts[position](members[position], ratio, advantage, progress)
+        def apply_one(members, ratio, advantage, progress, log_ratio):
+            return drifts[position](members[position], ratio, advantage, progress, log_ratio)
 
         return apply_one
 
     branches = [branch(position) for position in range(len(drifts))]
 
-    def apply(params, ratio, advantage, progress):
+    def apply(params, ratio, advantage, progress, log_ratio=None):
+        log_ratio = jnp.log(ratio) if log_ratio is None else log_ratio
         return jax.lax.switch(
-            params["index"], branches, params["members"], ratio, advantage, progress
+            params["index"], branches, params["members"], ratio, advantage, progress, log_ratio
         )
 
-    return Drift("choice(" + ",".join(d.name for d in drifts) + ")", init, apply)
+    return Drift("choice(" + ",".join(d.name for d in drifts) + ")", init, apply,
+                 uses_log_ratio=any(d.uses_log_ratio for d in drifts))
 
 
 def list_drifts() -> list[str]:

@@ -117,3 +117,34 @@ def test_a_drift_choice_is_each_of_its_drifts_also_vmapped_over_the_index():
         lambda i: choice({"index": i, "members": members}, GRID_R, GRID_A, progress)
     ))(jnp.arange(3, dtype=jnp.int32))
     np.testing.assert_allclose(batched, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_dpo_takes_its_negative_branch_from_the_log_ratio_where_the_ratio_underflows():
+    """At log r = -200 the ratio is 0 in float32: log(ratio) is -inf and its gradient NaN.
+    From the log-ratio (DPO's public code: log_prob - old_log_prob) the drift and its
+    gradient stay finite: d/dx ReLU(xA - beta tanh(xA / beta)) = A (1 - sech^2) -> A."""
+    dpo = drift_lib.make_dpo_drift()
+    params = dpo.init(jax.random.key(0))
+    advantage = jnp.array([-1.5, 0.7])
+
+    def loss(log_ratio, with_log):
+        ratio = jnp.exp(log_ratio)
+        given = log_ratio if with_log else None
+        return jnp.sum(dpo(params, ratio, advantage, jnp.float32(0.0), given))
+
+    log_ratio = jnp.array([-200.0, -200.0])
+    assert float(jnp.exp(log_ratio)[0]) == 0.0
+    assert np.isnan(jax.grad(loss)(log_ratio, False)).any()  # what log(ratio) gave
+    grad = jax.grad(loss)(log_ratio, True)
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad[0], -1.5, rtol=1e-6)  # the A < 0 branch's slope
+    # PPO's loss hands DPO the log-ratio it computed; a plain log(ratio) drift is unchanged.
+    at_one = dpo(params, jnp.ones(2), advantage, jnp.float32(0.0), jnp.zeros(2))
+    np.testing.assert_array_equal(at_one, 0.0)
+    choice = drift_lib.make_drift_choice([drift_lib.make_drift("ppo"), dpo])
+    assert choice.uses_log_ratio
+    chosen = {"index": jnp.int32(1), "members": (drift_lib.make_drift("ppo").init(
+        jax.random.key(0)), params)}
+    np.testing.assert_array_equal(
+        choice(chosen, jnp.exp(log_ratio), advantage, jnp.float32(0.0), log_ratio),
+        dpo(params, jnp.exp(log_ratio), advantage, jnp.float32(0.0), log_ratio))

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from discovery import reproduce
+from discovery import reproduce, verdicts
 from discovery.cli import main
 from discovery.stats import bootstrap_mean_difference_ci
 
@@ -35,8 +35,7 @@ def test_a_toy_claim_writes_its_pieces_report_and_plot(toy_results):
     assert (folder / f"{CLAIM}.png").stat().st_size > 0
     summary = json.loads((folder / "report.json").read_text())
     assert summary["pieces_done"] == ["Breakout-MinAtar/ppo", "Breakout-MinAtar/dpo"]
-    assert report.verdict.split(":")[0] in ("holds at this scale", "does not hold at this scale",
-                                            "inconclusive at this scale")
+    assert report.verdict.split(":")[0] in verdicts.KINDS
     assert "nan" not in (folder / "report.md").read_text().lower()
     assert "**Compute**: 2 pieces," in (folder / "report.md").read_text()
     assert reproduce.claim_pieces(CLAIM, "toy", results) == {
@@ -109,7 +108,7 @@ def test_a_rerun_skips_finished_pieces_and_results_md_regenerates_byte_for_byte(
     # The verdict table at the top: one row per section, pieces counted at its scale.
     table = first.decode().split("\n## ")[0]
     assert f"| `{CLAIM}` | cpu | 2 of 8 | pending |" in table
-    assert "| `groove-plr-vs-dr` | cpu | 0 of 6 | pending |" in table
+    assert "| `groove-plr-vs-dr` | cpu | 0 of 10 | pending |" in table
     assert table.count("| cpu |") == len(reproduce.CLAIMS)
 
 
@@ -126,24 +125,42 @@ def test_a_missing_piece_leaves_the_verdict_pending(toy_results, tmp_path):
     assert "nan" not in report.markdown.lower()
 
 
-def test_an_inconclusive_verdict_says_how_many_seeds_would_settle_it():
-    def record(returns):
-        return {"final_returns": returns}
+@pytest.mark.parametrize("ppo, dpo, verdict", [
+    ([10.0, 20.0], [12.0, 19.0], "inconclusive"),
+    ([10.0, 20.0, 30.0, 15.0, 25.0, 12.0], [11.0, 22.0, 33.0, 16.5, 27.5, 13.2], "holds"),
+    ([10.0, 20.0, 30.0, 15.0, 25.0, 12.0], [5.0, 10.0, 15.0, 7.5, 12.5, 6.0], "contradicted"),
+    ([10.0, 20.0, 30.0, 15.0, 25.0], [5.0, 10.0, 15.0, 7.5, 12.5], "not supported"),
+    ([10.0, 20.0, 30.0, 15.0, 25.0, 12.0], [10.0, 20.1, 29.9, 15.0, 25.1, 11.9],
+     "not supported"),
+])
+def test_every_branch_of_the_minatar_verdict(ppo, dpo, verdict):
+    """Paired seeds; 5 seeds cannot be 'contradicted' (the exact sign-flip p is at least
+    2 / 32), 6 can; an inconclusive verdict names the seeds a t-test would need."""
+    records = {"Breakout-MinAtar/ppo": {"final_returns": ppo},
+               "Breakout-MinAtar/dpo": {"final_returns": dpo}}
+    report = reproduce.claim_module(CLAIM).report(records, "toy", list(records)[::-1])
+    assert report.verdict.split(":")[0] == verdict, report.verdict
+    if verdict == "inconclusive":
+        assert "seeds per arm (here 2)" in report.verdict, report.verdict
 
-    records = {"Breakout-MinAtar/ppo": record([10.0, 20.0]),
-               "Breakout-MinAtar/dpo": record([12.0, 19.0])}
-    module = reproduce.claim_module(CLAIM)
-    report = module.report(records, "toy", list(records)[::-1])
-    assert report.verdict.startswith("inconclusive at this scale: the CI spans no difference")
-    assert "seeds per game (not 2) for its CI to exclude zero" in report.verdict
+
+def test_a_diverged_seed_scores_nothing_and_is_named():
+    records = {"Breakout-MinAtar/ppo": {"final_returns": [10.0, 20.0, 30.0],
+                                        "diverged": [False, False, False]},
+               "Breakout-MinAtar/dpo": {"final_returns": [11.0, None, 33.0],
+                                        "diverged": [False, True, False]}}
+    report = reproduce.claim_module(CLAIM).report(records, "toy", list(records)[::-1])
+    assert "Diverged seeds (scored nothing): PPO-clip 0, DPO 1" in report.verdict
+    assert "DPO 1)" in report.markdown
 
 
 @pytest.mark.parametrize("args, message", [
-    (["reproduce", "no-such-claim"], "claim: got 'no-such-claim'; allowed: dpo-vs-ppo-minatar"),
+    (["reproduce", "no-such-claim"],
+     "claim: got 'no-such-claim'; allowed: dpo-vs-ppo-brax, dpo-vs-ppo-minatar"),
     (["reproduce", CLAIM, "--scale", "huge"], "scale: got 'huge'; allowed: toy, cpu, paper"),
     (["reproduce", CLAIM, "--scale", "toy", "--piece", "Pong/ppo"],
      "piece: got 'Pong/ppo'; allowed: Breakout-MinAtar/ppo"),
-    (["reproduce"], "claim: give one of dpo-vs-ppo-minatar"),
+    (["reproduce"], "claim: give one of dpo-vs-ppo-brax, dpo-vs-ppo-minatar"),
 ])
 def test_bad_names_are_refused_naming_what_is_allowed(args, message, capsys, tmp_path):
     assert main([*args, "--results", str(tmp_path)]) == 2
@@ -152,7 +169,10 @@ def test_bad_names_are_refused_naming_what_is_allowed(args, message, capsys, tmp
 
 def test_list_names_every_claim(capsys):
     assert main(["reproduce", "--list"]) == 0
-    assert capsys.readouterr().out.startswith(f"{CLAIM}: DPO vs PPO-clip on MinAtar")
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in listed] == list(reproduce.CLAIMS)
+    assert f"{CLAIM}: DPO vs PPO-clip on MinAtar" in "\n".join(listed)
+    assert "dpo-vs-ppo-brax: DPO vs PPO-clip on Brax (Lu et al., 2022)" in listed
 
 
 def test_bootstrap_difference_by_hand():
