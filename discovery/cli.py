@@ -5,9 +5,11 @@ Each command turns flags into a validated config (``discovery.config``), calls a
 function, and writes its results under ``<runs-dir>/<name>/``. Bad input exits with
 status 2 and one line naming the field (or flag), the value and what is allowed, before
 any compute: configs, env names, run names, the output folder and a lower bound of the
-run's memory are all checked first.
+run's memory are all checked first. Every folder a command writes is then held by that
+process alone (an OS lock, :func:`discovery.files.lock_folder`, taken before the folder's
+contents are checked): a second command into it at the same time exits 2, naming it.
 
-One module (~500 lines): every subcommand's arguments and dispatch; each command's
+One module (~680 lines): every subcommand's arguments and dispatch; each command's
 work lives in its own module.
 """
 
@@ -24,14 +26,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from discovery import (
-    envs,  # noqa: F401  (sets XLA_FLAGS before JAX starts)
-    preflight,
-)
 from discovery.checkpoint import CheckpointError
 from discovery.config import ConfigError, config_component, load_config, save_config
 
 DEFAULT_RUNS_DIR = "runs"
+
+#: The training horizons ``discover evaluate --horizons`` accepts, as multiples of the
+#: meta-training one: the temporally-aware paper spans 0.25x..4x; far beyond either end
+#: a run is a mistake (1e9 overflows the step counter, 1e-9 is not one update).
+MIN_HORIZON, MAX_HORIZON = 0.01, 100.0
 
 #: A run name is one folder under --runs-dir: no separators, no "..", not absolute.
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -77,7 +80,7 @@ def _load_with_flags(cls: Any, config_path: str | None, overrides: list[str],
     """``load_config`` where some overrides come from flags (``{override: "--flag value"}``):
     an error about one names the flag as its source."""
     try:
-        return load_config(cls, config_path, overrides)
+        return load_config(cls, config_path, overrides, allow_empty=False)
     except ConfigError as error:
         message = str(error)
         for override, flag in flags.items():
@@ -124,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="discover", description="Discover reinforcement-learning algorithms in JAX."
     )
+    parser.add_argument(
+        "--cpu-devices", default=None, metavar="N",
+        help="split the CPU into N JAX devices: populations and seeds are split over them "
+             "(default: $DISCOVERY_CPU_DEVICES, else 'auto': one per usable core)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train PPO with a drift on one env, seeds vmapped")
@@ -171,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="run a grid/random sweep of configs and seeds")
     sweep.add_argument("sweep", help="YAML sweep file (see configs/sweep_ppo_cartpole.yaml)")
+    sweep.add_argument("--allow-many-cells", action="store_true",
+                       help="run a sweep of more cells than the usual cap (1000): each cell is "
+                       "a training run")
     _add_common(sweep)
 
     export = sub.add_parser("export", help="export a finished run's component to the zoo")
@@ -181,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--params", default=None, help="params file in the run (drifts: mean or best)"
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing entry")
+    export.add_argument("--shadow", action="store_true",
+                        help="allow the name of an entry the package ships (yours then hides it)")
 
     sub.add_parser("zoo", help="list zoo entries")
 
@@ -209,8 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from discovery.plots import plot_learning_curve
-    from discovery.train import TrainConfig, train_seeds, write_train_metrics
+    from discovery.train import TrainConfig
 
     overrides = list(args.overrides)
     flags: dict[str, str] = {}
@@ -229,6 +240,8 @@ def _train(args: argparse.Namespace) -> int:
             overrides.append(override)
             flags[override] = f"--{flag.replace('_', '-')} {value}"
     config = _load_with_flags(TrainConfig, args.config, overrides, flags)
+    from discovery import preflight
+
     preflight.check_env(config.env, f"--env {args.env}" if args.env else "env")
     if args.name:
         name, name_field = args.name, "--name"
@@ -239,7 +252,17 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args.runs_dir, name, name_field)
     preflight.ppo_memory(config.seeds, config.ppo, [config.env], f"seeds {config.seeds}",
                 "seeds, ppo.num_envs or ppo.num_steps")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from discovery.files import lock_folder
+
+    with lock_folder(run_dir, "run folder", "pick another --name"):
+        return _train_run(args, config, run_dir)
+
+
+def _train_run(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
+    """``discover train``'s training and files, once its run folder is held."""
+    from discovery.plots import plot_learning_curve
+    from discovery.train import train_seeds, write_train_metrics
+
     save_config(config, run_dir / "config.yaml")
 
     from rich.console import Console
@@ -314,15 +337,50 @@ def _meta_train(args: argparse.Namespace, config_path: str | None) -> int:
     overwrite = getattr(args, "overwrite", False)
     name_field = "--name" if args.name else "name"
     component = COMPONENTS[config_component(config_path, args.overrides)]
-    config = load_config(component.config_class, config_path, args.overrides)
+    config = load_config(component.config_class, config_path, args.overrides, allow_empty=False)
     if args.name:
         config = replace(config, name=args.name)
     component.check_meta_train(config)
+    _check_unroll(config)
     run_dir = _run_dir(args.runs_dir, config.name, name_field)
-    plan = _prepare_run_folder(run_dir, config, resume, overwrite)
-    with _tracker(args, run_dir, config) as tracker:
-        component.run(config, run_dir, tracker=tracker, plan=plan)
+    from discovery.run_folder import lock_run_folder
+
+    # Held from before the folder is checked until the run's last write: a second run
+    # into this folder, even one started at the same moment, is refused, not mixed in.
+    with lock_run_folder(run_dir, "pick another --name"):
+        plan = _prepare_run_folder(run_dir, config, resume, overwrite)
+        with _tracker(args, run_dir, config) as tracker:
+            component.run(config, run_dir, tracker=tracker, plan=plan)
     return 0
+
+
+def _check_unroll(config: Any) -> None:
+    """Meta-gradients differentiate through ``metagrad.unroll`` agent updates: the unroll
+    must fit in an agent's life (``metagrad.lifetime_max`` updates), and the rollouts the
+    backward pass keeps (``unroll`` per agent, one chunk of ``num_agents /
+    num_minibatches`` agents at a time) must fit in memory, a lower bound checked like
+    the rollout buffers (:func:`discovery.preflight.check_memory`)."""
+    if getattr(config, "optimizer", None) != "metagrad":
+        return
+    from discovery import preflight
+
+    mg = config.metagrad
+    if mg.unroll > mg.lifetime_max:
+        raise ConfigError(
+            f"metagrad.unroll: got {mg.unroll}; allowed: at most metagrad.lifetime_max "
+            f"({mg.lifetime_max}), the updates an agent lives", field="metagrad.unroll")
+    if hasattr(config, "task"):  # PPO agents (drifts, advantage transformations)
+        transitions = config.task.ppo.num_envs * config.task.ppo.num_steps
+        obs = preflight.obs_size(config.task.envs[0])
+    else:  # LPG agents: their gridworld observations are small; count one float
+        transitions = config.agent.num_envs * config.agent.rollout_len
+        obs = 1
+    agents = mg.num_agents // mg.num_minibatches
+    needed = mg.unroll * agents * transitions * (2 * obs + 8) * 4
+    preflight.check_memory(
+        needed, f"the rollouts a meta-gradient keeps (metagrad.unroll {mg.unroll} x "
+        f"{agents} agents a chunk x {transitions} transitions x (2 x observation + 8) float32)",
+        "metagrad.unroll or metagrad.num_agents, or raise metagrad.num_minibatches")
 
 
 def _prepare_run_folder(run_dir: Path, config: Any, resume: bool, overwrite: bool) -> Any:
@@ -344,24 +402,58 @@ def _tracker(args: argparse.Namespace, run_dir: Path, config: Any) -> Any:
     )
 
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+def split_list(text: str, flag: str, allowed: str) -> list[str]:
+    """The items of a comma-separated flag value, stripped: ``""`` (or blanks) gives none;
+    an empty item (``1,,2``, ``,,,``, a trailing comma) or one given twice is refused,
+    naming ``flag``, the value and what is ``allowed``."""
+    if not text.strip():
+        return []
+    items = [part.strip() for part in text.split(",")]
+    for index, item in enumerate(items):
+        if not item:
+            raise ConfigError(f"{flag}: got {text!r}, whose item {index + 1} is empty; "
+                              f"allowed: {allowed}", field=flag)
+    for index, item in enumerate(items):
+        if item in items[:index]:
+            raise ConfigError(f"{flag}: got {text!r}, which gives {item!r} twice; allowed: "
+                              f"{allowed}, each once", field=flag)
+    return items
+
+
+def parse_horizons(text: str) -> tuple[float, ...]:
+    """``--horizons``: one or more distinct numbers from :data:`MIN_HORIZON` to
+    :data:`MAX_HORIZON`, comma-separated; anything else is a one-line ``ConfigError``."""
+    allowed = (f"comma-separated numbers from {MIN_HORIZON:g} to {MAX_HORIZON:g} (multiples "
+               "of the meta-training horizon), e.g. 0.5,1,2")
+    items = split_list(text, "--horizons", allowed)
+    if not items:
+        raise ConfigError(f"--horizons: got {text!r}; allowed: {allowed}", field="--horizons")
+    horizons: list[float] = []
+    for item in items:
+        try:
+            value = float(item)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and MIN_HORIZON <= value <= MAX_HORIZON):
+            raise ConfigError(f"--horizons: got {item!r} in {text!r}; allowed: {allowed}",
+                              field="--horizons")
+        if value in horizons:
+            raise ConfigError(f"--horizons: got {text!r}, which gives {value:g} twice; "
+                              f"allowed: {allowed}, each once", field="--horizons")
+        horizons.append(value)
+    return tuple(horizons)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from discovery.config import from_dict
     from discovery.evaluate import EvaluateConfig, run_evaluate
 
-    try:
-        horizons = tuple(float(h) for h in _split(args.horizons))
-    except ValueError:
-        raise ConfigError(
-            f"--horizons: got {args.horizons!r}; allowed: comma-separated positive numbers",
-            field="horizons",
-        ) from None
+    horizons = parse_horizons(args.horizons)
+    envs = split_list(args.envs, "--envs", "comma-separated environment names (`discover "
+                      "envs`), or none for the component's own")
     config = from_dict(
         EvaluateConfig,
-        {"envs": _split(args.envs), "seeds": args.seeds, "horizons": list(horizons)},
+        {"envs": envs, "seeds": args.seeds, "horizons": list(horizons)},
         source="command line",
     )
     name = args.name or "evaluate-" + Path(args.ref.removeprefix("zoo:")).name
@@ -372,7 +464,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     # component, every env name and the memory of the largest training program.
     entry = load(args.ref)
     _check_evaluation(entry, config, args.overrides)
-    report = run_evaluate(args.ref, config, out_dir, args.overrides, load=lambda ref: entry)
+    from discovery.files import lock_folder
+
+    with lock_folder(out_dir, "evaluation folder", "pick another --name"):
+        report = run_evaluate(args.ref, config, out_dir, args.overrides, load=lambda ref: entry)
     print((out_dir / "results.md").read_text())
     print(f"wrote {out_dir}/: results.md results.json curves.png ({report['kind']})")
     return 0
@@ -386,12 +481,24 @@ def _check_evaluation(entry: Any, config: Any, overrides: Sequence[str]) -> None
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from discovery.sweep import load_sweep, run_sweep
+    from discovery.files import folder_problem
+    from discovery.sweep import MAX_CELLS, cell_count, expand_cells, load_sweep, run_sweep
 
-    spec = load_sweep(args.sweep, extra_set=args.overrides)
+    spec = load_sweep(args.sweep, extra_set=args.overrides,
+                      max_cells=None if args.allow_many_cells else MAX_CELLS)
     if args.name:
         _check_run_name(args.name, "--name")
         spec = replace(spec, name=args.name)
+    sweep_dir = Path(args.runs_dir).expanduser() / spec.name
+    problem = folder_problem(sweep_dir)
+    if problem is not None:
+        raise ConfigError(f"--runs-dir: {args.runs_dir!r} cannot hold the sweep folder: "
+                          f"{problem}; allowed: a folder you can write to", field="runs_dir")
+    if spec.command == "meta-train":
+        for cell in expand_cells(spec):
+            _check_unroll(cell.config)
+    count, product = cell_count(spec.grid, spec.random, spec.seeds)
+    print(f"sweep {spec.name}: {count} cell(s) ({product}) -> {sweep_dir}")
 
     def on_group(cells: Sequence[Any]) -> None:
         print(f"running {len(cells)} cell(s) in one program: {cells[0].cell_id} ...")
@@ -407,12 +514,19 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from discovery.zoo import EntryExistsError, ZooError, export_run
+    from discovery.files import folder_problem
+    from discovery.zoo import EntryExistsError, ZooError, export_run, zoo_dirs
 
+    zoo_dir = Path(args.zoo_dir).expanduser() if args.zoo_dir else zoo_dirs()[0]
+    problem = folder_problem(zoo_dir)
+    if problem is not None:
+        flag = "--zoo-dir" if args.zoo_dir else "--zoo-dir (default: the user zoo)"
+        raise ConfigError(f"{flag}: {str(zoo_dir)!r} cannot hold zoo entries: {problem}; "
+                          "allowed: a folder you can write to", field="zoo_dir")
     try:
         path = export_run(
             args.run_dir, args.name, zoo_dir=args.zoo_dir, params_file=args.params,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, shadow=args.shadow,
         )
     except EntryExistsError as error:
         raise ZooError(
@@ -434,7 +548,6 @@ def _zoo(args: argparse.Namespace) -> int:
 
 
 def _interpret(args: argparse.Namespace) -> int:
-    from discovery.interpret import fit_learned_drift, is_temporally_aware, plot_drift_surface
     from discovery.zoo import load
 
     entry = load(args.ref)
@@ -443,14 +556,23 @@ def _interpret(args: argparse.Namespace) -> int:
             f"ref: {args.ref!r} holds a component of kind {entry.kind!r}; allowed: a learned "
             "drift", field="ref"
         )
-    import jax
-
-    from discovery.drift import make_drift
-
     drift = entry.drift()
     name = args.name or "interpret-" + Path(args.ref.removeprefix("zoo:")).name
     out_dir = _run_dir(args.runs_dir, name, "--name" if args.name else "--name (default)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from discovery.files import lock_folder
+
+    with lock_folder(out_dir, "interpret folder", "pick another --name"):
+        _interpret_into(entry, drift, out_dir)
+    return 0
+
+
+def _interpret_into(entry: Any, drift: Any, out_dir: Path) -> None:
+    """``discover interpret``'s plot and fits, once its folder is held."""
+    import jax
+
+    from discovery.drift import make_drift
+    from discovery.interpret import fit_learned_drift, is_temporally_aware, plot_drift_surface
+
     reference = {
         label: (make_drift(label), make_drift(label).init(jax.random.key(0)))
         for label in ("ppo", "dpo")
@@ -469,7 +591,6 @@ def _interpret(args: argparse.Namespace) -> int:
     report = {key: fit.to_dict() for key, fit in fits.items()}
     (out_dir / "closed_form.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out_dir}/: drift_surface.png closed_form.json")
-    return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -479,19 +600,33 @@ def _reproduce(args: argparse.Namespace) -> int:
         for name, title in reproduce.list_claims().items():
             print(f"{name}: {title}")
         return 0
+    from discovery.files import folder_problem
+
+    results = Path(args.results).expanduser()
+    problem = folder_problem(results)
+    if problem is not None:
+        raise ConfigError(f"--results: {args.results!r} cannot hold results: {problem}; "
+                          "allowed: a folder you can write to", field="results")
     if args.report:
-        print(f"wrote {reproduce.write_reports(Path(args.results), Path(args.page))} and "
-              "every claim's report")
+        page = Path(args.page).expanduser()
+        problem = f"{page} is a folder" if page.is_dir() else folder_problem(page.parent)
+        if problem is not None:
+            raise ConfigError(f"--page: {args.page!r} cannot be written: {problem}; allowed: a "
+                              "file path in a folder you can write to, e.g. RESULTS.md",
+                              field="page")
+        print(f"wrote {reproduce.write_reports(results, page)} and every claim's report")
         return 0
     if args.claim is None:
         raise ConfigError(f"claim: give one of {', '.join(reproduce.CLAIMS)} (or --list)")
-    result = reproduce.reproduce(args.claim, args.scale, Path(args.results), tuple(args.piece),
+    result = reproduce.reproduce(args.claim, args.scale, results, tuple(args.piece),
                                  progress=True)
     print(f"verdict: {result.verdict}")
     return 0
 
 
 def _list_envs() -> int:
+    from discovery import envs
+
     for name in envs.list_envs():
         print(name)
     return 0
@@ -500,7 +635,16 @@ def _list_envs() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``discover`` console script."""
     args = build_parser().parse_args(argv)
+    if args.cpu_devices is not None:
+        from discovery.process_setup import configure_cpu_devices, parse_cpu_devices
+
+        try:
+            configure_cpu_devices(parse_cpu_devices(args.cpu_devices, "--cpu-devices"))
+        except (ValueError, RuntimeError) as error:
+            print(f"discover: error: {error}", file=sys.stderr)
+            return 2
     from discovery.envs.levels import LevelError
+    from discovery.files import FolderInUseError
     from discovery.tracking import TrackingError
     from discovery.zoo import ZooError
 
@@ -522,7 +666,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             parse_backends(args.track)  # fail before any training starts
         return commands[args.command](args)
-    except (ConfigError, CheckpointError, ZooError, TrackingError, LevelError) as error:
+    except (ConfigError, CheckpointError, ZooError, TrackingError, LevelError,
+            FolderInUseError) as error:
         print(f"discover {args.command}: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:

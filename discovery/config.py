@@ -18,7 +18,7 @@ a nested container, e.g. a dict value, must fit in 64 bits).
 
     config = load_config(MetaTrainConfig, "configs/lpo.yaml", ["ppo.lr=3e-4"])
 
-One module (~630 lines): YAML <-> dataclass conversion and the field checks are one
+One module (~670 lines): YAML <-> dataclass conversion and the field checks are one
 recursive walk over a config's type annotations.
 """
 
@@ -41,6 +41,7 @@ import yaml
 __all__ = [
     "INT_MAX",
     "INT_MIN",
+    "MAX_CONFIG_BYTES",
     "ConfigError",
     "apply_overrides",
     "from_dict",
@@ -55,6 +56,9 @@ T = TypeVar("T")
 #: The range every int field must lie in unless its metadata sets "min" / "max": JAX
 #: computes in 32-bit ints by default (seeds, counts and shapes beyond it overflow).
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+#: The largest config (or sweep) file read: the shipped configs are 1-3 kB, and PyYAML
+#: takes minutes over tens of MB.
+MAX_CONFIG_BYTES = 2**20
 #: Ints anywhere else (e.g. dict values) must fit in 64 bits.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -147,8 +151,17 @@ def apply_overrides(config: T, overrides: Sequence[str]) -> T:
     return _build(cls, raw, "", source)
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Load ``cls`` from a YAML file (or its defaults when ``path`` is None), then overrides."""
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+    *, allow_empty: bool = True,
+) -> T:
+    """Load ``cls`` from a YAML file (or its defaults when ``path`` is None), then overrides.
+
+    An empty file (nothing but blanks and comments) means all defaults, unless
+    ``allow_empty`` is false: the CLI refuses one, since a config file given on the
+    command line that says nothing is more likely a mistake (a file truncated or not yet
+    written) than a request for the full default run.
+    """
     _require_dataclass(cls)
     if path is None:
         config = _build(cls, {}, "", "defaults")
@@ -164,6 +177,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
             raise ConfigError(
                 f"{path}: invalid YAML: {_yaml_problem(e)}", source=str(path)
             ) from None
+        if data is None and not allow_empty:
+            raise ConfigError(
+                f"{path}: the config file is empty; allowed: a YAML mapping of "
+                f"{cls.__name__} fields (for the defaults, give no config file)",
+                field="", source=str(path),
+            )
         if data is None:  # An empty file means "all defaults".
             data = {}
         if not isinstance(data, Mapping):
@@ -206,17 +225,29 @@ def config_component(config_path: str | Path | None, overrides: Sequence[str] = 
 
 
 def read_config_text(path: str | Path) -> str:
-    """The text of a config file; ``ConfigError`` (not a traceback) when it cannot be read
-    or is not UTF-8."""
+    """The text of a config file; ``ConfigError`` (not a traceback) when it cannot be read,
+    is larger than :data:`MAX_CONFIG_BYTES` (checked before reading: a huge file would
+    take minutes to parse) or is not UTF-8."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: the config file is {size / 2**20:,.1f} MiB; allowed: at most "
+                f"{MAX_CONFIG_BYTES // 2**20} MiB (a config is a few kB of YAML)",
+                source=str(path),
+            )
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(
             f"{path}: cannot read the config file ({e.strerror or e}); allowed: a readable "
             "UTF-8 YAML file",
             source=str(path),
         ) from None
+    if len(data) > MAX_CONFIG_BYTES:  # it grew after the size check
+        raise ConfigError(f"{path}: the config file is over {MAX_CONFIG_BYTES // 2**20} MiB; "
+                          "allowed: at most that", source=str(path))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

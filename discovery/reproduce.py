@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from discovery.config import ConfigError
-from discovery.files import write_json, write_text_atomic
+from discovery.files import (
+    folder_problem,
+    loads_strict,
+    lock_folder,
+    write_json,
+    write_text_atomic,
+)
 
 SCALES = ("toy", "cpu", "paper")
 
@@ -68,6 +74,7 @@ class Report:
 
 #: name -> module defining ``TITLE``, ``pieces(scale)`` and ``report(records, scale)``.
 CLAIMS = {
+    "dpo-vs-ppo-brax": "discovery.claims_dpo_brax",
     "dpo-vs-ppo-minatar": "discovery.claims_dpo_minatar",
     "temporal-awareness": "discovery.claims_temporal_awareness",
     "metagrad-variance-lpg": "discovery.claims_metagrad_variance",
@@ -114,12 +121,28 @@ def piece_path(folder: Path, piece: str) -> Path:
 
 
 def read_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """The finished pieces' records of a results folder, by piece name (sorted)."""
+    """The finished pieces' records of a results folder, by piece name (sorted), read as
+    strict JSON objects; ``ConfigError`` naming the file for one that is not (truncated,
+    a bare ``NaN``, not an object)."""
     pieces = folder / "pieces"
     if not pieces.is_dir():
         return {}
-    return {path.stem.replace("__", "/"): json.loads(path.read_text())
+    return {path.stem.replace("__", "/"): _read_record(path)
             for path in sorted(pieces.glob("*.json"))}
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """One piece's record; see :func:`read_records`."""
+    try:
+        record = loads_strict(path.read_text(encoding="utf-8"))
+        problem = f"a JSON {type(record).__name__}, not an object"
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        record, problem = None, f"unreadable ({error})"
+    if not isinstance(record, dict):
+        raise ConfigError(f"{path}: {problem}; allowed: a piece record `discover reproduce` "
+                          "wrote (delete this one to rerun its piece)", field="record",
+                          source=str(path))
+    return record
 
 
 #: The signal a run's agents learn by, per log line: the ES population's mean fitness, or
@@ -135,7 +158,11 @@ def training_curve(run_dir: Path, spans: int = 10) -> dict[str, Any] | None:
     log = Path(run_dir) / "metrics.jsonl"
     if not log.is_file():
         return None
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    try:
+        rows = [loads_strict(line) for line in log.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"{log}: unreadable ({error}); allowed: the metrics.jsonl a run "
+                          "wrote", field="metrics", source=str(log)) from None
     signal = next((key for key in TRAINING_SIGNALS if rows and key in rows[0]), None)
     if signal is None:
         return None
@@ -160,6 +187,26 @@ def claim_records(folder: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
+#: A run collapsed when its last tenth's learning signal is below this share of its best.
+COLLAPSE_SHARE = 0.5
+
+
+def _span_means(curve: dict[str, Any]) -> np.ndarray:
+    return np.array([np.nan if m is None else m for m in curve["span_means"]], np.float64)
+
+
+def collapsed(record: dict[str, Any]) -> bool:
+    """Whether a meta-training piece collapsed late: its learning signal over the last
+    tenth of its generations below :data:`COLLAPSE_SHARE` of its best tenth (positive
+    signals only). False without a logged curve (it cannot be told)."""
+    curve = record.get("meta_training", {}).get("training_curve")
+    if not curve or all(m is None for m in curve["span_means"]):
+        return False
+    means = _span_means(curve)
+    best, last = np.nanmax(means), means[-1]
+    return bool(best > 0 and last < COLLAPSE_SHARE * best)
+
+
 def meta_training_lines(
     records: dict[str, dict[str, Any]], what: str, scale: float = 1.0
 ) -> list[str]:
@@ -173,19 +220,19 @@ def meta_training_lines(
               if curve and any(m is not None for m in curve["span_means"])}
     if not curves:
         return []
-    rows, collapsed = [], 0
+    rows, fell = [], 0
     for label, curve in curves.items():
-        means = scale * np.array([np.nan if m is None else m for m in curve["span_means"]])
+        means = scale * _span_means(curve)
         first, best, last = means[0], np.nanmax(means), means[-1]
-        collapsed += bool(best > 0 and last < 0.5 * best)
+        fell += collapsed(records[label])
         ratio = f"{last / best:.2f}" if best > 0 and np.isfinite(last) else "n/a"
         cells = [f"{x:.3g}" if np.isfinite(x) else "n/a" for x in (first, best, last)]
         rows.append(f"| {label} | {' | '.join(cells)} | {ratio} |")
     lines = [f"**Meta-training**: {what}, mean over each tenth of the generations.\n",
              "| run | first tenth | best tenth | last tenth | last / best |",
              "|---|---|---|---|---|", *rows, ""]
-    if collapsed:
-        lines.append(f"{collapsed} of {len(curves)} runs ended below half their best tenth: "
+    if fell:
+        lines.append(f"{fell} of {len(curves)} runs ended below half their best tenth: "
                      "meta-training collapsed late, and the held-out scores are those of the "
                      "collapsed params.\n")
     return lines
@@ -294,7 +341,14 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
               progress: bool = False) -> Report:
     """Run the pieces of claim ``name`` at ``scale`` that have no record yet (``only``:
     just those pieces), each with a progress bar if ``progress``, then write its report
-    from every record there."""
+    from every record there.
+
+    Before any piece computes, the results folder is checked (a folder, or creatable,
+    and writable) and its claim folder is locked: one process at a time runs a claim
+    at a scale into a results folder, and a second one started meanwhile raises
+    :class:`discovery.files.FolderInUseError` rather than mixing its records and runs
+    with the first's.
+    """
     _check_scale(scale)
     module = claim_module(name)
     folder = claim_dir(results, name, scale)
@@ -304,6 +358,19 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
         if piece_name not in known:
             raise ConfigError(f"piece: got {piece_name!r}; allowed: {', '.join(known)}",
                               field="piece")
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise ConfigError(f"results: {str(results)!r} cannot hold the claim's results: "
+                          f"{problem}; allowed: a folder you can write to", field="results")
+    with lock_folder(folder, "results folder",
+                     "give another results folder (--results)"):
+        _run_pieces(name, scale, folder, pieces, only, log, progress)
+        return write_report(name, scale, results)
+
+
+def _run_pieces(name: str, scale: str, folder: Path, pieces: list[Piece],
+                only: tuple[str, ...], log: Callable[[str], None], progress: bool) -> None:
+    """:func:`reproduce`'s pieces, once this process holds the claim's folder."""
     for piece in pieces:
         path = piece_path(folder, piece.name)
         if path.exists() or (only and piece.name not in only):
@@ -317,7 +384,6 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, record)
         log(f"{name} [{scale}]: {piece.name} done in {record['wall_time_s']:.0f} s")
-    return write_report(name, scale, results)
 
 
 @contextlib.contextmanager
@@ -386,35 +452,77 @@ def compute_line(records: dict[str, dict[str, Any]]) -> str:
             f"{'; '.join(machines)}.\n")
 
 
-def claim_report(name: str, scale: str, records: dict[str, dict[str, Any]]) -> Report:
+def claim_report(name: str, scale: str, records: dict[str, dict[str, Any]],
+                 folder: Path | None = None) -> Report:
     """Claim ``name``'s report at ``scale`` from its pieces' ``records``, with what the
-    pieces cost."""
+    pieces cost. A record the report cannot read (a field missing or of the wrong type)
+    is a ``ConfigError`` naming it (its file, given the results ``folder``)."""
     module = claim_module(name)
     expected = [piece.name for piece in module.pieces(scale)]
-    report = module.report(records, scale, expected)
-    return replace(report, markdown=f"{report.markdown}\n{compute_line(records)}")
+    try:
+        report = module.report(records, scale, expected)
+        return replace(report, markdown=f"{report.markdown}\n{compute_line(records)}")
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        culprit = _unreadable_record(module, records, scale, expected)
+        record = culprit and (piece_path(folder, culprit) if folder else repr(culprit))
+        where = f"record {record} lacks" if culprit else "its records lack"
+        problem = " ".join(f"{type(error).__name__}: {error}".split())  # one line
+        raise ConfigError(
+            f"{name} [{scale}]: {where} what the claim's report reads ({problem}); allowed: "
+            "records `discover reproduce` wrote (delete a damaged one to rerun its piece)",
+            field="record") from None
+
+
+def _unreadable_record(module: Any, records: dict[str, dict[str, Any]], scale: str,
+                       expected: list[str]) -> str | None:
+    """The one record without which the claim's report (and compute line) can be made,
+    if there is one: the record to name when a report fails."""
+    for piece in records:
+        rest = {name: record for name, record in records.items() if name != piece}
+        try:
+            module.report(rest, scale, expected)
+            compute_line(rest)
+        except Exception:  # noqa: BLE001 - any failure means this piece is not the one
+            continue
+        return piece
+    return None
 
 
 def write_report(name: str, scale: str, results: Path = Path("results")) -> Report:
     """The claim's report from the records in its results folder, written beside them."""
     folder = claim_dir(results, name, scale)
     records = claim_records(folder)
-    report = claim_report(name, scale, records)
+    report = claim_report(name, scale, records, folder)
+    _write_report_files(folder, name, records, report)
+    return report
+
+
+def _write_report_files(folder: Path, name: str, records: dict[str, dict[str, Any]],
+                        report: Report) -> None:
+    """A claim's ``report.md``, ``report.json`` and plot, beside its records."""
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "report.md", report.markdown)
     write_json(folder / "report.json", {**report.summary, "verdict": report.verdict})
     if report.plot is not None and records:
         report.plot(folder / f"{name}.png")
-    return report
 
 
 def write_reports(results: Path = Path("results"), page: Path = Path("RESULTS.md")) -> Path:
     """``discover reproduce --report``: every claim's report files (``report.md``,
-    ``report.json``, the plot) rewritten where its pieces are, then RESULTS.md."""
+    ``report.json``, the plot) rewritten where its pieces are, then RESULTS.md. Every
+    record is read and every report made before the first file is written, so a damaged
+    record stops it (a ``ConfigError`` naming the record) with nothing rewritten."""
+    made = {}
     for name in CLAIMS:
         for scale in SCALES:
-            if (claim_dir(results, name, scale) / "pieces").is_dir():
-                write_report(name, scale, results)
+            folder = claim_dir(results, name, scale)
+            if (folder / "pieces").is_dir():
+                records = claim_records(folder)
+                made[folder, name] = (records, claim_report(name, scale, records, folder))
+    for (folder, name), (records, report) in made.items():
+        _write_report_files(folder, name, records, report)
     return write_results_page(results, page)
 
 
@@ -429,7 +537,7 @@ def write_results_page(results: Path = Path("results"), page: Path = Path("RESUL
             folder = claim_dir(results, name, scale)
             # A claim's cpu section is always there (pending until its pieces run).
             if (folder / "pieces").is_dir() or scale == "cpu":
-                report = claim_report(name, scale, claim_records(folder))
+                report = claim_report(name, scale, claim_records(folder), folder)
                 sections.append(report.markdown)
                 verdicts.append(_verdict_row(name, scale, report))
                 plot = folder / f"{name}.png"
@@ -438,10 +546,15 @@ def write_results_page(results: Path = Path("results"), page: Path = Path("RESUL
     head = [
         "# Results: the seed papers' claims, reproduced with Discovery\n",
         "Generated by `discover reproduce --report` from the folders under `results/`; "
-        "each claim runs with `discover reproduce NAME [--scale toy|cpu|paper]`. A "
-        "verdict says whether the claim holds at the scale run, with the 95% bootstrap "
-        "CI that decides it; a claim that does not hold is reported as such. Each "
-        "section below gives the paper's result, our setup, the table, the plot and the "
+        "each claim runs with `discover reproduce NAME [--scale toy|cpu|paper]`. Every "
+        "verdict comes from one vocabulary (`discovery/verdicts.py`): *holds*, "
+        "*contradicted*, *not supported* (an effect of the declared size is excluded), "
+        "*inconclusive* (with the units a t-test would need) or *untestable at this scale* "
+        "(a precondition failed, named). It is inferred over the independent units (a "
+        "meta-seed for a meta-training claim, a seed otherwise) with Welch's or the paired "
+        "95% t interval and, up to ten units per arm, an exact permutation test. Each "
+        "section gives the paper's claim and where it is made, what we test, the "
+        "deviations, the preconditions, a table with the units counted, the plot and the "
         "whole verdict.\n",
         "| claim | scale | pieces run | verdict |\n|---|---|---|---|\n" + "".join(verdicts),
     ]

@@ -6,6 +6,11 @@ refuses a folder that already holds a run (unless asked to overwrite it, which c
 it); a resume compares the newest readable checkpoint's config with the one given and
 refuses any difference except ``generations`` (extending or shortening a run), which is
 allowed and recorded in ``resumes.jsonl``.
+
+The check and the run that follows are one process's: :func:`lock_run_folder` takes the
+folder's exclusive OS lock (:func:`discovery.files.lock_folder`) before the check and the
+command holds it until its last write, so two runs started at the same moment into one
+folder cannot both pass the check; the second is refused, naming the folder.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import jax
 
 from discovery.checkpoint import CheckpointError, list_checkpoints, read_checkpoint_metadata
-from discovery.files import dumps
+from discovery.files import LOCK_FILE, FolderLock, dumps, lock_folder
 
 #: Config fields a resume may change: they decide how long the run goes on, not what
 #: any generation computes.
@@ -80,6 +85,8 @@ def prepare_run_folder(
                     "start this run in another folder"
                 )
             for child in run_dir.iterdir():
+                if child.name == LOCK_FILE:  # this process's lock on the folder
+                    continue
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         return RunFolderPlan(checkpoint=None)
 
@@ -139,6 +146,30 @@ def start_run(
     save_config(config, run_dir / "config.yaml")
     record_resume(run_dir, plan)
     return plan
+
+
+def is_primary_process() -> bool:
+    """Whether this process writes run folders: always, except in a ``jax.distributed``
+    job, where process 0 alone does (read from the job's state, so JAX's backend is not
+    started here)."""
+    try:
+        from jax._src import distributed
+
+        state = distributed.global_state
+        return state.client is None or not state.process_id
+    except (ImportError, AttributeError):  # private API moved: ask the backend
+        return jax.process_index() == 0
+
+
+def lock_run_folder(run_dir: Path, instead: str = "pick another --name") -> FolderLock:
+    """The run folder's exclusive lock (see the module docstring), to be held until the
+    run's last write: a :class:`discovery.files.FolderLock`, or a no-op context on the
+    processes of a ``jax.distributed`` job other than process 0 (they share process 0's
+    run and leave its folder to it). Raises :class:`discovery.files.FolderInUseError`
+    when another process holds the folder."""
+    if not is_primary_process():
+        return FolderLock(Path(run_dir), None, [])
+    return lock_folder(run_dir, "run folder", instead)
 
 
 def record_resume(run_dir: Path, plan: RunFolderPlan) -> None:

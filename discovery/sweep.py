@@ -59,7 +59,6 @@ for objective meta-gradient runs), averaged over the last fifth of the generatio
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,8 +67,15 @@ from typing import Any
 
 import yaml
 
-from discovery.config import ConfigError, _Dumper, _Loader, load_config, save_config
-from discovery.files import write_json, write_text_atomic
+from discovery.config import (
+    ConfigError,
+    _Dumper,
+    _Loader,
+    load_config,
+    read_config_text,
+    save_config,
+)
+from discovery.files import loads_strict, lock_folder, write_json, write_text_atomic
 from discovery.sweep_cells import (
     TRACED_PPO_FIELDS,
     _config_class,
@@ -81,6 +87,7 @@ from discovery.sweep_run import _check_cell_dir, _run_meta_cells, _run_train_gro
 from discovery.sweep_spec import (
     _SPEC_KEYS,
     COMMANDS,
+    MAX_CELLS,
     Cell,
     Distribution,
     RandomSpec,
@@ -92,11 +99,13 @@ from discovery.sweep_spec import (
     _resolve_base,
     _show,
     allowed_metrics,
+    cell_count,
 )
 from discovery.train import TrainConfig
 
 __all__ = [
     "COMMANDS",
+    "MAX_CELLS",
     "Cell",
     "Distribution",
     "RandomSpec",
@@ -104,6 +113,7 @@ __all__ = [
     "SweepSpec",
     "TRACED_PPO_FIELDS",
     "allowed_metrics",
+    "cell_count",
     "expand_cells",
     "group_cells",
     "load_sweep",
@@ -134,18 +144,25 @@ class SweepResult:
     summary: dict[str, Any]
 
 
-def load_sweep(path: str | Path, extra_set: Sequence[str] = ()) -> SweepSpec:
+def load_sweep(
+    path: str | Path, extra_set: Sequence[str] = (), max_cells: int | None = MAX_CELLS
+) -> SweepSpec:
     """Read and validate a sweep file; ``extra_set`` overrides are appended to its ``set``.
 
     Raises ``ConfigError`` naming the field, the value and what is allowed, for the
-    sweep's own keys and, through :func:`expand_cells`, for every cell's config.
+    sweep's own keys and, through :func:`expand_cells`, for every cell's config; and,
+    before any cell is built, for a sweep of more than ``max_cells`` cells (``None``:
+    no limit).
     """
     path = Path(path)
     source = str(path)
+    if path.is_dir():
+        raise ConfigError(f"sweep: {path} is a folder; allowed: a YAML sweep file (e.g. "
+                          "configs/sweep_ppo_cartpole.yaml)", field="sweep", source=source)
     if not path.is_file():
         raise ConfigError(f"sweep file not found: {path}", source=source)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        data = yaml.load(read_config_text(path), Loader=_Loader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}", source=source) from None
     if not isinstance(data, Mapping):
@@ -222,6 +239,15 @@ def load_sweep(path: str | Path, extra_set: Sequence[str] = ()) -> SweepSpec:
             raise _error("seeds", seeds, "a list of distinct ints", source)
         seeds = tuple(int(s) for s in seeds)
 
+    count, product = cell_count(grid, random, seeds)
+    if max_cells is not None and count > max_cells:
+        raise ConfigError(
+            f"grid: the sweep has {count:,} cells ({product}); allowed: at most "
+            f"{max_cells:,} cells, or more when asked for (discover sweep "
+            f"--allow-many-cells; load_sweep(..., max_cells=None)) (from {source})",
+            field="grid", source=source,
+        )
+
     max_group_size = data.get("max_group_size")
     if max_group_size is not None and (
         not isinstance(max_group_size, int) or isinstance(max_group_size, bool)
@@ -231,8 +257,9 @@ def load_sweep(path: str | Path, extra_set: Sequence[str] = ()) -> SweepSpec:
 
     metric = data.get("metric")
     config_class = _config_class(command, base, overrides)
+    base_config = load_config(config_class, base, overrides, allow_empty=False)
     if metric is None:
-        metric = _default_metric(load_config(config_class, base, overrides))
+        metric = _default_metric(base_config)
     if not isinstance(metric, str):
         raise _error("metric", metric, "a metric name (str)", source)
 
@@ -266,11 +293,25 @@ def run_sweep(
     ``result.json`` is written; an exception from either stops the sweep, as a kill
     would, and a later call resumes it. A cell folder holding another config (the
     sweep file changed under the same name) raises ``ConfigError`` instead of being
-    reused.
+    reused. The sweep folder is held by this call alone (an exclusive OS lock, taken
+    before its cells are checked): a second sweep into it at the same time raises
+    :class:`discovery.files.FolderInUseError`.
     """
     sweep_dir = Path(out_dir) / spec.name
-    cells_dir = sweep_dir / "cells"
     cells = expand_cells(spec)
+    with lock_folder(sweep_dir, "sweep folder", "give the sweep another name or out dir"):
+        return _run_locked(spec, sweep_dir, cells, on_cell, on_group)
+
+
+def _run_locked(
+    spec: SweepSpec,
+    sweep_dir: Path,
+    cells: list[Cell],
+    on_cell: Callable[[Cell, dict[str, Any]], None] | None,
+    on_group: Callable[[list[Cell]], None] | None,
+) -> SweepResult:
+    """:func:`run_sweep`'s work, once this process holds the sweep folder."""
+    cells_dir = sweep_dir / "cells"
     for cell in cells:
         _check_cell_dir(cell, cells_dir / cell.cell_id)
     cells_dir.mkdir(parents=True, exist_ok=True)
@@ -285,7 +326,7 @@ def run_sweep(
     for cell in cells:
         result_path = cells_dir / cell.cell_id / "result.json"
         if result_path.is_file():
-            results[cell.cell_id] = json.loads(result_path.read_text())
+            results[cell.cell_id] = _read_result(result_path)
             skipped.append(cell.cell_id)
         else:
             pending.append(cell)
@@ -311,3 +352,17 @@ def run_sweep(
 
     summary = write_summary(spec, cells, results, sweep_dir)
     return SweepResult(sweep_dir, cells, results, groups, skipped, summary)
+
+
+def _read_result(path: Path) -> dict[str, Any]:
+    """A finished cell's ``result.json``, read strictly; ``ConfigError`` naming the file
+    when it is not a record this module wrote."""
+    try:
+        result = loads_strict(path.read_text(encoding="utf-8"))
+        problem = f"a JSON {type(result).__name__}, not an object"
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        result, problem = None, f"unreadable: {error}"
+    if not isinstance(result, dict):
+        raise ConfigError(f"{path}: {problem}; allowed: the result.json a sweep wrote; delete "
+                          "it to rerun the cell", field="result", source=str(path))
+    return result

@@ -27,6 +27,12 @@ _SPEC_KEYS = (
 _RANDOM_KEYS = ("samples", "seed", "fields")
 _SIGNIFICANT = 6  # digits kept of a randomly drawn float (readable ids, exact overrides)
 
+#: The most cells a sweep runs unless the user confirms more (``discover sweep
+#: --allow-many-cells``, ``load_sweep(..., max_cells=None)``): every cell is a training
+#: run, and each is built and checked before the first starts, so a typo of a
+#: thousand-fold grid would otherwise sit for minutes, then run for days.
+MAX_CELLS = 1000
+
 
 class Distribution(NamedTuple):
     """How a random-search field is drawn: ``uniform`` / ``log_uniform`` ``[low, high]``,
@@ -134,6 +140,23 @@ class Cell:
     seed: int | None
     overrides: tuple[str, ...]
     config: Any
+
+
+def cell_count(grid: Mapping[str, Any], random: RandomSpec | None,
+               seeds: tuple[int, ...] | None) -> tuple[int, str]:
+    """How many cells a sweep has, and how that number comes about (``"3 x 2 grid
+    values x 4 random draws x 3 seeds"``), from its parsed keys, before any cell is
+    built."""
+    sizes = [len(values) for values in grid.values()]
+    draws = random.samples if random is not None else 1
+    n_seeds = len(seeds) if seeds is not None else 1
+    parts = []
+    if sizes:
+        parts.append(" x ".join(map(str, sizes)) + " grid values")
+    if random is not None:
+        parts.append(f"{draws} random draw{'s' * (draws != 1)}")
+    parts.append(f"{n_seeds} seed{'s' * (n_seeds != 1)}")
+    return math.prod(sizes) * draws * n_seeds, " x ".join(parts)
 
 
 def allowed_metrics(config: Any) -> tuple[str, ...]:

@@ -57,7 +57,7 @@ from discovery.config import (
     read_config_text,
     to_dict,
 )
-from discovery.files import dumps, to_json, write_bytes_atomic
+from discovery.files import dumps, loads_strict, to_json, write_bytes_atomic
 
 if TYPE_CHECKING:
     from discovery.drift import Drift
@@ -327,10 +327,10 @@ def _load_entry(path: Path) -> ZooEntry:
 def _read_manifest(path: Path) -> dict[str, Any]:
     """Parse a manifest and check the fields every later step relies on."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = loads_strict(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ZooError(f"{path}: cannot read the manifest: {e}", path=path) from e
-    except ValueError as e:
+    except ValueError as e:  # bare NaN / Infinity included: we never write them
         raise ZooError(f"{path}: not valid JSON: {e}", path=path) from e
     if not isinstance(manifest, dict):
         raise ZooError(f"{path}: expected a JSON object, got {type(manifest).__name__}",
@@ -569,9 +569,10 @@ def _read_run(
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            summary = loads_strict(summary_path.read_text(encoding="utf-8"))
         except ValueError as e:
-            raise ZooError(f"{summary_path}: not valid JSON: {e}", path=summary_path) from e
+            raise ZooError(f"{summary_path}: not valid JSON: {e}",
+                           path=summary_path) from e
     generations = summary.get("generations") if isinstance(summary, dict) else None
     provenance = {
         "run_name": config.name,
@@ -595,6 +596,7 @@ def export_run(
     zoo_dir: str | Path | None = None,
     params_file: str | None = None,
     overwrite: bool = False,
+    shadow: bool = False,
 ) -> Path:
     """Export a finished meta-training run folder as the zoo entry ``name``; return its folder.
 
@@ -602,8 +604,12 @@ def export_run(
     exports the ES mean (``mean_params.msgpack``; ``params_file="best_params.msgpack"`` for
     the best member), an objective run ``objective_params.msgpack``. ``zoo_dir`` defaults
     to the first of :func:`zoo_dirs` (the user's zoo).
+
+    A user's zoo is looked up before the shipped entries, so an entry named like a
+    shipped one hides it from ``zoo:NAME``; that is refused unless ``shadow``.
     """
     _check_name(name)
+    _check_shadow(name, zoo_dir, shadow)
     kind, component, state, _, provenance = _read_run(Path(run_dir), params_file)
     return export_params(kind, component, state, name, zoo_dir, provenance, overwrite)
 
@@ -678,6 +684,28 @@ def _manifest(
         "params_shapes": _leaf_shapes(state),
         "provenance": provenance,
     }
+
+
+def shipped_entry(name: str) -> Path | None:
+    """The entry folder the package ships under ``name``, if any."""
+    path = SHIPPED_ZOO / name
+    return path if (path / MANIFEST_FILE).is_file() else None
+
+
+def _check_shadow(name: str, zoo_dir: str | Path | None, shadow: bool) -> None:
+    """Refuse (unless ``shadow``) an export that would hide the shipped entry ``name``."""
+    shipped = shipped_entry(name)
+    if shadow or shipped is None:
+        return
+    target = Path(zoo_dir if zoo_dir is not None else zoo_dirs()[0]).expanduser()
+    if target.resolve() == SHIPPED_ZOO:
+        return
+    raise ZooError(
+        f"name: {name!r} is an entry the package ships ({shipped}); an entry of that name in "
+        f"{target} would hide it from zoo:{name}; allowed: another name, or shadowing it on "
+        "purpose (discover export --shadow; export_run(..., shadow=True))",
+        path=target / name, field="name",
+    )
 
 
 def _check_name(name: str) -> None:
