@@ -22,6 +22,31 @@ def logged_records(run_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def assert_records_close(
+    got: list[dict[str, Any]], want: list[dict[str, Any]], rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> None:
+    """Logged records of two runs of one config by differently compiled programs (say a
+    population scored in halves on two processes, or whole on one): the same fields,
+    the same integers, strings and missing values, and floats equal to ``rtol`` /
+    ``atol``, since XLA rounds each program its own way (bit-for-bit equality holds only
+    for one compiled program)."""
+    assert len(got) == len(want), (len(got), len(want))
+    for index, (a, b) in enumerate(zip(got, want)):
+        assert sorted(a) == sorted(b), (index, sorted(a), sorted(b))
+        for name in a:
+            x, y = a[name], b[name]
+            if isinstance(x, float) or isinstance(y, float):
+                np.testing.assert_allclose(x, y, rtol=rtol, atol=atol,
+                                           err_msg=f"record {index}: {name}")
+            elif isinstance(x, list) and isinstance(y, list):
+                np.testing.assert_allclose(np.asarray(x, float), np.asarray(y, float),
+                                           rtol=rtol, atol=atol,
+                                           err_msg=f"record {index}: {name}")
+            else:
+                assert x == y, (index, name, x, y)
+
+
 def killed_and_resumed(
     config: Any, tmp_path: Path, stop_after: int
 ) -> tuple[MetaTrainResult, MetaTrainResult]:

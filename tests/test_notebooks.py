@@ -11,8 +11,10 @@ notebook that forgets an import or a name still fails, while the interpreter, it
 imports and its compiled programs stay warm (this saves a kernel start, the package's
 import and the eager-op compiles per notebook).
 The structure checks are fast:
-a markdown title, the Colab install + accelerator-detection cell, a cell tagged
-``parameters`` with GPU values in comments, and no stored outputs.
+a markdown title, the Colab install + accelerator-detection cell (its install source the
+visible ``INSTALL_FROM`` parameter, pinned to the package's version; its Colab branch
+runs in tests/test_install.py), a cell tagged ``parameters`` with GPU values in comments
+(and ``RUNS_DIR`` where a notebook writes runs), and no stored outputs.
 """
 
 from __future__ import annotations
@@ -30,8 +32,17 @@ nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-INSTALL_URL = "git+https://github.com/discovery-rl/discovery"
 KERNEL = "python3"
+# The notebooks that write runs, and the parameter naming where (Drive, in Colab).
+RUNS_PARAMETER = {"02_discover_a_drift": "RUNS_DIR", "03_learned_objectives": "RUNS_DIR",
+                  "04_curricula": "RUNS_DIR", "05_evaluate_and_zoo": "RUNS_DIR",
+                  "06_reproduce_a_claim": "RESULTS_DIR"}
+
+
+def _package_version() -> str:
+    """``[project] version`` of pyproject.toml (the first top-level ``version =``)."""
+    text = (NOTEBOOK_DIR.parent / "pyproject.toml").read_text()
+    return re.search(r'^version = "([^"]+)"', text, re.MULTILINE).group(1)
 
 # Per notebook, the values injected after its parameters cell (names it must define).
 TEST_PARAMETERS = {
@@ -136,9 +147,16 @@ def test_notebook_structure(path: Path):
 
     code = _code_cells(notebook)
     setup = code[0].source
-    for needle in ('"google.colab" in sys.modules', "pip", "install", INSTALL_URL,
+    # The install source, visible on the cell's first assignment, and the version pin.
+    assignments = re.findall(r"^(\w+) = ", setup, re.MULTILINE)
+    assert assignments[:2] == ["INSTALL_FROM", "VERSION"], (path.name, assignments[:2])
+    assert f'VERSION = "{_package_version()}"' in setup, f"{path.name}: pin pyproject's version"
+    for needle in ('"google.colab" in sys.modules', "pip", "install",
+                   'importlib.metadata.version("rl-discovery")',
                    "jax.default_backend()", "jax.devices()"):
         assert needle in setup, f"{path.name}: the first code cell lacks {needle!r}"
+    # No notebook uses brax: its extra (and mujoco) stays out of the Colab install.
+    assert "brax" not in setup, f"{path.name}: the install pulls in brax"
     # Plain Python (no `!pip` shell escapes), so that it runs, and does nothing, outside Colab.
     compile(setup, f"{path.name}: setup cell", "exec")
 
@@ -146,6 +164,11 @@ def test_notebook_structure(path: Path):
     assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters', expected 1"
     assert tagged[0] is code[1], f"{path.name}: the parameters cell must follow the setup cell"
     assert "# GPU:" in tagged[0].source, f"{path.name}: give the GPU values in comments"
+    if path.stem in RUNS_PARAMETER:  # where its runs go (Drive, in Colab)
+        name = RUNS_PARAMETER[path.stem]
+        assert re.search(rf"^{name} = .*/content/drive", tagged[0].source, re.MULTILINE), (
+            f"{path.name}: the parameters cell must set {name}, with a Drive path in its comment")
+        assert "drive.mount" in "".join(cell.source for cell in code[2:]), path.name
 
     for index, cell in enumerate(code):
         assert cell.outputs == [] and cell.execution_count is None, (

@@ -129,6 +129,7 @@ def test_no_retrace_across_keys_hyperparams_and_levels(tiny, catch):
         jax.block_until_ready(train(jax.random.key(seed), level, hparams))
 
 
+@pytest.mark.cross_program
 def test_update_matches_train_step_by_step(tiny, tiny_run):
     a2c, _ = tiny
     # train(key) draws its init and per-update keys from key as below.
@@ -142,10 +143,12 @@ def test_update_matches_train_step_by_step(tiny, tiny_run):
         state, metrics = update(state, next(keys))
         returns.append(metrics["actor_loss"])
     final_state, train_metrics = tiny_run
+    # One update per program against all of them scanned in one: to float rounding.
     np.testing.assert_allclose(returns, train_metrics["actor_loss"], rtol=1e-5)
     chex.assert_trees_all_close(state.params, final_state.params, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.cross_program
 def test_vmap_over_seeds_and_levels(tiny, catch):
     a2c, train = tiny
     _, env_params = catch
@@ -157,7 +160,7 @@ def test_vmap_over_seeds_and_levels(tiny, catch):
     chex.assert_shape(metrics["episode_return"], (2, 2, TINY.num_updates))
     lengths = np.asarray(metrics["episode_length"])
     assert np.nanmax(lengths[0]) == 9.0 and np.nanmax(lengths[1]) == 3.0, lengths
-    # Same numbers as one level and one seed at a time.
+    # Same numbers as one level and one seed at a time (another program: float rounding).
     for i in range(2):
         level = jax.tree.map(lambda x, i=i: x[i], levels)
         _, single = train(keys[1], level)
@@ -180,6 +183,7 @@ def test_vmap_over_hyperparams_uses_them(tiny):
     assert np.any(kernel[1] != 0.0)
 
 
+@pytest.mark.cross_program
 def test_lifetime_discards_later_updates(tiny, catch):
     a2c, _ = tiny
     env, env_params = catch
@@ -188,8 +192,10 @@ def test_lifetime_discards_later_updates(tiny, catch):
         make_a2c(A2CConfig(num_envs=4, rollout_len=5, num_updates=2), env, env_params).train
     )(jax.random.key(0))
     assert int(state.update_idx) == 2
-    chex.assert_trees_all_close(state.params, short.params)
-    np.testing.assert_allclose(metrics["actor_loss"][:2], short_metrics["actor_loss"])
+    # The 2-update program's numbers, from another compiled program: to float rounding.
+    chex.assert_trees_all_close(state.params, short.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics["actor_loss"][:2], short_metrics["actor_loss"],
+                               rtol=1e-5, atol=1e-6)
     assert np.isnan(metrics["actor_loss"][2]) and metrics["episodes"][2] == 0
 
 

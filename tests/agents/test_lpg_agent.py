@@ -181,6 +181,7 @@ def test_adam_agents_step_each_part_with_its_own_learning_rate():
     np.testing.assert_allclose(updates["params"]["prediction"]["kernel"], 0.02, rtol=1e-3)
 
 
+@pytest.mark.cross_program
 def test_updates_after_the_lifetime_are_skipped(corridor):
     _, params, agent = corridor
     train = jax.jit(agent.train, static_argnums=4)
@@ -188,8 +189,11 @@ def test_updates_after_the_lifetime_are_skipped(corridor):
     short, metrics = train(jax.random.key(2), objective_params, params, jnp.int32(3), 5)
     np.testing.assert_array_equal(metrics["alive"], [True, True, True, False, False])
     assert int(short.update_idx) == 3
+    # A 3-update run is another compiled program (the update count is static): its
+    # params agree to float rounding, where a 4th or 5th update would move them far more.
     exact, _ = train(jax.random.key(2), objective_params, params, jnp.int32(3), 3)
-    jax.tree.map(np.testing.assert_array_equal, short.params, exact.params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 short.params, exact.params)
 
 
 @pytest.mark.slow

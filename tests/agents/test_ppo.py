@@ -129,6 +129,7 @@ def test_no_retrace_across_keys_params_and_hyperparams(tiny_cartpole):
         jax.block_until_ready(train(jax.random.key(seed), params, hparams=hparams))
 
 
+@pytest.mark.cross_program
 def test_hyperparams_are_traced_and_used(tiny_cartpole):
     env, env_params = tiny_cartpole
     drift = make_drift("ppo")
@@ -145,7 +146,9 @@ def test_hyperparams_are_traced_and_used(tiny_cartpole):
     a = jax.tree.leaves(state0.params)[0]
     b = jax.tree.leaves(state1.params)[0]
     c = jax.tree.leaves(init_state.params)[0]
-    np.testing.assert_allclose(a, c)
+    # init_state comes from another compiled program (another config), whose network
+    # init (an orthogonal init, by QR) may round differently: equal to float rounding.
+    np.testing.assert_allclose(a, c, rtol=1e-6, atol=1e-7)
     assert not np.allclose(a, b)
 
 
@@ -167,12 +170,15 @@ def test_bad_config_is_rejected():
         PPOConfig(num_envs=4, num_steps=128, total_timesteps=100)
 
 
+@pytest.mark.cross_program
 def test_progress_runs_the_updates_in_chunks_with_the_same_numbers(monkeypatch):
     """``discover train``'s progress bar: the updates run in chunks from the host (no
     host callback inside the program, so JAX's persistent cache keeps it), here 7
     updates in at most 3 chunks (3, 3 and a shorter last one), and the experience is
-    that of one whole run; the loss means differ by float rounding only (XLA reduces
-    them in another order in the smaller programs)."""
+    that of one whole run. The chunks are other compiled programs than the whole run's,
+    so the numbers agree to float rounding, not bit for bit: XLA reduces in another
+    order in the smaller programs, and how it vectorises depends on the host's ISA
+    (entropy was 1.2e-7 off on an AVX2 host without AVX-512)."""
     import discovery.train
 
     monkeypatch.setattr(discovery.train, "MAX_PROGRESS_CHUNKS", 3)
@@ -185,8 +191,13 @@ def test_progress_runs_the_updates_in_chunks_with_the_same_numbers(monkeypatch):
     # A divisor near the fewest updates per chunk keeps one program; a prime count
     # (1009 updates, at most 1000 chunks) still reports, in chunks of 2 and a last of 1.
     assert progress_chunk(6, max_chunks=3) == 2 and progress_chunk(1009) == 2
-    for name in ("episode_return", "episode_length", "episodes", "latest_return", "entropy"):
-        np.testing.assert_array_equal(chunked.metrics[name], whole.metrics[name], err_msg=name)
+    # The same experience: the episode counts are integers, equal; a rounding difference
+    # that changed a sampled action would move the float means below by far more than
+    # their tolerance, which allows for rounding only.
+    np.testing.assert_array_equal(chunked.metrics["episodes"], whole.metrics["episodes"])
+    for name in ("episode_return", "episode_length", "latest_return", "entropy"):
+        np.testing.assert_allclose(chunked.metrics[name], whole.metrics[name], rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
     for name in ("actor_loss", "value_loss", "drift", "approx_kl"):
         np.testing.assert_allclose(chunked.metrics[name], whole.metrics[name], rtol=1e-4,
                                    atol=1e-6, err_msg=name)

@@ -65,6 +65,7 @@ def test_the_ppo_clip_point_is_ppo_clip_exactly():
         np.testing.assert_array_equal(drift(params, ratio, advantage, 0.5), expected)
 
 
+@pytest.mark.cross_program
 def test_the_transformation_changes_what_ppo_learns():
     env, env_params = make_env("CartPole-v1")
     drift = make_advantage_drift()
@@ -77,7 +78,8 @@ def test_the_transformation_changes_what_ppo_learns():
         jax.random.key(1), ppo.init(jax.random.key(0)))
     leaves = [jax.tree.leaves(state.params) for state in (identity, shaped, clipped)]
     assert any(not np.array_equal(a, b) for a, b in zip(leaves[0], leaves[1]))
-    for a, c in zip(leaves[0], leaves[2]):  # the identity is PPO-clip
+    # The identity is PPO-clip, trained by another compiled program: to float rounding.
+    for a, c in zip(leaves[0], leaves[2]):
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
 
 

@@ -57,6 +57,7 @@ def _assert_recovers(fit, expected, atol):
 # --- surfaces -----------------------------------------------------------------------
 
 
+@pytest.mark.cross_program
 def test_drift_surface_matches_direct_calls_and_vanishes_at_ratio_one():
     dpo = drift_lib.make_dpo_drift()
     ratios = np.array([0.5, 0.8, 1.0, 1.3, 2.0, 3.0, 1.1])
@@ -65,11 +66,13 @@ def test_drift_surface_matches_direct_calls_and_vanishes_at_ratio_one():
     assert surface.shape == (7, 5)
     grid_r, grid_a = np.meshgrid(ratios, advantages, indexing="ij")
     direct = drift_lib.dpo_drift(jnp.asarray(grid_r, jnp.float32), jnp.asarray(grid_a, jnp.float32))
+    # One jitted, vmapped program against op-by-op calls: equal to float rounding.
     np.testing.assert_allclose(surface, direct, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(surface[2], 0.0)  # r = 1
     assert surface.max() > 0.3
 
 
+@pytest.mark.cross_program
 def test_drift_surface_progress_for_temporally_aware_drifts():
     ta_lpo = drift_lib.make_drift("ta_lpo", hidden=16, output_scale=1.0)
     params = _params(ta_lpo, seed=3)
@@ -79,6 +82,7 @@ def test_drift_surface_progress_for_temporally_aware_drifts():
     late = interpret.drift_surface(ta_lpo, params, RATIOS, ADVANTAGES, progress=1.0)
     assert np.max(np.abs(early - late)) > 1e-3
     direct = ta_lpo(params, jnp.asarray(GRID_R, jnp.float32), jnp.asarray(GRID_A, jnp.float32), 1.0)
+    # Jitted and vmapped against op by op (another program): equal to float rounding.
     np.testing.assert_allclose(late, direct, rtol=1e-5, atol=1e-6)
     # DPO ignores progress: None is accepted and equals any progress.
     dpo = drift_lib.make_dpo_drift()

@@ -286,6 +286,7 @@ def test_cell_results_hold_returns_curves_and_run_files(interrupted_sweep):
         assert (cell_dir / "config.yaml").is_file()
 
 
+@pytest.mark.cross_program
 def test_vmapped_group_matches_training_each_cell_alone(interrupted_sweep):
     result = interrupted_sweep["result"]
     cell = result.cells[1]  # lr 3e-4, seed 1: trained in a group of four, then of three

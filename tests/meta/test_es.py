@@ -280,6 +280,7 @@ def test_state_round_trips_through_flax_serialization(strategy):
     assert int(restored.generation) == 1
 
 
+@pytest.mark.cross_program
 @pytest.mark.parametrize("strategy", sorted(TOY_CONFIGS))
 def test_step_size_settings_are_traced_so_a_sweep_over_them_is_one_program(strategy):
     """Two settings of sigma and lr (decays and floors too) vmapped through one compiled
