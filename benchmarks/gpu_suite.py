@@ -1,24 +1,30 @@
 """The GPU benchmark suite in one command (``make bench-gpu``): PPO throughput at 1, 16
 and 256 vmapped seeds, an LPO generation at population 64 on MinAtar (Lu et al., 2022),
 an LPG meta-gradient step at 512 agents (GROOVE, Jackson et al., 2023), and wall-time
-projections of the full paper runs from them. Prints a markdown table for BENCHMARKS.md
-and the command that reproduces it.
+projections of the full paper runs from them. Prints a markdown table for BENCHMARKS.md,
+each row opening with the card it was measured on (``gpu_card.card``: a CPU reads
+``cpu (no GPU)``), and the command that reproduces it.
 
 The paper runs are too long to time whole, so each meta-training figure runs the paper
-config for a few generations at a shorter agent lifetime (``--lpo-steps``: PPO steps per
+config for a few generations (``--generations``, 3 on a GPU: the first compiles, the
+others give the steady time) at a shorter agent lifetime (``--lpo-steps``: PPO steps per
 game; the paper's is 1e7) and reads the steady-state generation time (compile is the
 first generation's extra); the projection scales it linearly to the paper's lifetime and
-generation count. ``--toy`` shrinks everything so that the suite runs on a CPU in about
-a minute (CI runs it so that it keeps working between GPU sessions).
+generation count. Building the LPO task first trains PPO-clip baselines on each game (a
+compile per game): its time is a row of its own, since at stop 28 it, not the
+generations, was most of what ran out of time. Each generation's time is printed as it
+ends, so a run stopped at a deadline still shows how far it got. ``--toy`` shrinks
+everything so that the suite runs on a CPU in about a minute (CI runs it so that it keeps
+working between GPU sessions).
 
     python benchmarks/gpu_suite.py              # on a GPU: under 10 minutes
     python benchmarks/gpu_suite.py --toy        # anywhere, about a minute
+    python benchmarks/gpu_suite.py --parts lpo  # one part (gpu_session.py runs them so)
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,9 +33,10 @@ from pathlib import Path
 from discovery import envs  # noqa: F401  (sets XLA_FLAGS before JAX starts)
 
 # isort: split
-import jax
 import numpy as np
+from gpu_card import card, print_device
 from ppo_speed import measure_ppo
+from ppo_vs_plain import BREAKOUT
 
 from discovery.components import COMPONENTS
 from discovery.config import config_component, load_config
@@ -49,21 +56,21 @@ class Sizes:
     generations: int
 
 
-def gpu_sizes(lpo_steps: int) -> Sizes:
+def gpu_sizes(lpo_steps: int, generations: int) -> Sizes:
     return Sizes(
         ppo_seeds=(1, 16, 256),
         ppo_envs=(
             ("CartPole-v1", dict(num_envs=4, num_steps=128, total_timesteps=100_000)),
-            ("Breakout-MinAtar", dict(num_envs=64, num_steps=128, total_timesteps=500_000,
-                                      num_minibatches=8, activation="relu", lr=1e-2)),
+            ("Breakout-MinAtar", BREAKOUT),
         ),
         # The paper config as published (population 64, four games, 64 envs x 128), at a
         # shorter lifetime.
         lpo_overrides=(f"task.ppo.total_timesteps={lpo_steps}", "task.baseline_seeds=2"),
         # GROOVE as published (512 agents, K=5, lifetimes of 250 updates, PLR + regret).
         lpg_overrides=(),
-        generations=4,
+        generations=generations,
     )
+
 
 
 def toy_sizes() -> Sizes:
@@ -88,19 +95,42 @@ def toy_sizes() -> Sizes:
     )
 
 
-def generation_times(config_path: Path, overrides: tuple[str, ...], generations: int):
-    """``(config, paper generations, first generation s, steady generation s)`` of a short
-    meta-training run of ``config_path`` (the first generation includes compiling; steady
-    is the median of the others)."""
+@dataclass(frozen=True)
+class GenerationTimes:
+    """A short meta-training run's times: ``build_s`` (building the task before the first
+    generation, e.g. the LPO task's PPO-clip baselines), ``first_s`` (the first
+    generation, compile included) and ``steady_s`` (the median of the others)."""
+
+    config: object
+    paper_generations: int
+    build_s: float
+    first_s: float
+    steady_s: float
+
+
+def generation_times(label: str, config_path: Path, overrides: tuple[str, ...],
+                     generations: int) -> GenerationTimes:
+    """Time a short meta-training run of ``config_path``, printing each generation's time
+    as it ends (so that a run stopped at a deadline still shows how far it got)."""
     kind = config_component(config_path, overrides)
     config_class = COMPONENTS[kind].config_class
     paper_generations = load_config(config_class, config_path).generations
     config = load_config(config_class, config_path,
                          (*overrides, f"generations={generations}", "checkpoint_every=1000"))
+    tic = time.perf_counter()
+
+    def progress(record: dict) -> None:
+        print(f"{label} generation {record['generation'] + 1} of {generations}: "
+              f"{record['wall_time_s']:.2f} s ({time.perf_counter() - tic:.0f} s since "
+              "the build began)", flush=True)
+
+    print(f"{label}: building the task and running {generations} generations", flush=True)
     with tempfile.TemporaryDirectory(prefix="gpu-suite-") as run_dir:
-        history = meta_train(config, run_dir).history
+        history = meta_train(config, run_dir, on_generation=progress).history
+    total = time.perf_counter() - tic
     times = [record["wall_time_s"] for record in history]
-    return config, paper_generations, times[0], float(np.median(times[1:]))
+    return GenerationTimes(config, paper_generations, total - sum(times), times[0],
+                           float(np.median(times[1:])))
 
 
 def hours(seconds: float) -> str:
@@ -115,6 +145,8 @@ def main() -> None:
     parser.add_argument("--toy", action="store_true", help="tiny sizes, for CI on a CPU")
     parser.add_argument("--lpo-steps", type=int, default=131_072,
                         help="PPO steps per game in the timed LPO generations (paper: 1e7)")
+    parser.add_argument("--generations", type=int, default=3,
+                        help="meta-training generations timed (the first compiles; at least 2)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"which rows to measure, comma-separated from {', '.join(PARTS)}")
     args = parser.parse_args()
@@ -122,14 +154,14 @@ def main() -> None:
     unknown = [part for part in parts if part not in PARTS]
     if unknown:
         parser.error(f"--parts: {', '.join(unknown)} is not one of {', '.join(PARTS)}")
-    sizes = toy_sizes() if args.toy else gpu_sizes(args.lpo_steps)
+    if args.generations < 2:
+        parser.error("--generations: at least 2 (the first one compiles)")
+    sizes = toy_sizes() if args.toy else gpu_sizes(args.lpo_steps, args.generations)
     suite_start = time.perf_counter()
 
-    device = jax.devices()[0]
-    print(f"device: {device.platform} {device.device_kind} x {jax.device_count()}; "
-          f"{platform.node()}, jax {jax.__version__}\n")
-    print("| measurement | compile s | figure |")
-    print("|---|---|---|")
+    print_device()
+    print("| card | measurement | compile s | figure |")
+    print("|---|---|---|---|", flush=True)
     if "ppo" in parts:
         measure_ppo_rows(sizes)
     if "lpo" in parts:
@@ -139,6 +171,7 @@ def main() -> None:
     print(f"\nsuite wall time: {hours(time.perf_counter() - suite_start)}")
     print(f"reproduce: python benchmarks/gpu_suite.py{' --toy' if args.toy else ''}"
           f"{'' if args.toy else f' --lpo-steps {args.lpo_steps}'}"
+          f"{'' if args.toy else f' --generations {args.generations}'}"
           f"{'' if parts == list(PARTS) else f' --parts {args.parts}'}")
 
 
@@ -146,33 +179,39 @@ def measure_ppo_rows(sizes: Sizes) -> None:
     for env_name, fields in sizes.ppo_envs:
         for seeds in sizes.ppo_seeds:
             ppo = measure_ppo(env_name, fields, seeds)
-            print(f"| PPO {env_name} ({fields['num_envs']} envs x {fields['num_steps']}), "
-                  f"{seeds} seeds vmapped | {ppo['compile_s']:.1f} | "
+            print(f"| {card()} | PPO {env_name} ({fields['num_envs']} envs x "
+                  f"{fields['num_steps']}), {seeds} seeds vmapped | {ppo['compile_s']:.1f} | "
                   f"{ppo['steps_per_s']:,.0f} env steps/s |", flush=True)
 
 
 def measure_lpo_rows(sizes: Sizes) -> None:
-    lpo, lpo_generations, first, steady = generation_times(
-        CONFIGS / "lpo_minatar.yaml", sizes.lpo_overrides, sizes.generations)
+    timed = generation_times("LPO", CONFIGS / "lpo_minatar.yaml", sizes.lpo_overrides,
+                             sizes.generations)
+    lpo, steady = timed.config, timed.steady_s
     games = len(lpo.task.envs)
     lifetime = lpo.task.ppo.total_timesteps
     steps = lpo.es.population_size * games * lpo.task.seeds * lifetime
     paper_generation = steady * 10_000_000 / lifetime
-    print(f"| LPO generation, population {lpo.es.population_size}, {games} MinAtar games, "
-          f"{lifetime:,} PPO steps each | {first - steady:.0f} | {steady:.2f} s "
-          f"({steps / steady:,.0f} env steps/s) |", flush=True)
-    print(f"| projected: LPO paper run ({lpo_generations} generations at 1e7 steps per "
-          f"game) | | {hours(lpo_generations * paper_generation)} |", flush=True)
+    print(f"| {card()} | LPO task build: PPO-clip baselines ({lpo.task.baseline_seeds} seeds) "
+          f"on {games} MinAtar games, {lifetime:,} steps each, compile included | | "
+          f"{timed.build_s:.0f} s |", flush=True)
+    print(f"| {card()} | LPO generation, population {lpo.es.population_size}, {games} MinAtar "
+          f"games, {lifetime:,} PPO steps each | {timed.first_s - steady:.0f} | "
+          f"{steady:.2f} s ({steps / steady:,.0f} env steps/s) |", flush=True)
+    print(f"| {card()} | projected: LPO paper run ({timed.paper_generations} generations at "
+          f"1e7 steps per game) | | {hours(timed.paper_generations * paper_generation)} |",
+          flush=True)
 
 
 def measure_lpg_rows(sizes: Sizes) -> None:
-    lpg, lpg_generations, first, steady = generation_times(
-        CONFIGS / "groove_gridworld.yaml", sizes.lpg_overrides, sizes.generations)
-    print(f"| LPG meta-gradient step, {lpg.metagrad.num_agents} agents, K="
-          f"{lpg.metagrad.unroll}, PLR + regret | {first - steady:.0f} | {steady:.2f} s |",
-          flush=True)
-    print(f"| projected: GROOVE run ({lpg_generations} meta-steps) | | "
-          f"{hours(lpg_generations * steady)} |", flush=True)
+    timed = generation_times("GROOVE", CONFIGS / "groove_gridworld.yaml",
+                             sizes.lpg_overrides, sizes.generations)
+    lpg, steady = timed.config, timed.steady_s
+    print(f"| {card()} | LPG meta-gradient step, {lpg.metagrad.num_agents} agents, K="
+          f"{lpg.metagrad.unroll}, PLR + regret | {timed.first_s - steady:.0f} | "
+          f"{steady:.2f} s |", flush=True)
+    print(f"| {card()} | projected: GROOVE run ({timed.paper_generations} meta-steps) | | "
+          f"{hours(timed.paper_generations * steady)} |", flush=True)
 
 
 if __name__ == "__main__":
