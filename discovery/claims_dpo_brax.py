@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from discovery.claims_dpo_minatar import compare_drifts
 from discovery.reproduce import Piece, Progress, Report, no_progress, pending_verdict
-from discovery.stats import paired_interval
+from discovery.stats import mean_sd_text
 from discovery.verdicts import UNTESTABLE, Verdict, compare, decide
 
 TITLE = "DPO vs PPO-clip on Brax (Lu et al., 2022)"
@@ -83,31 +84,17 @@ def _runner(task: str, drift_name: str, seeds: int, fields: dict[str, Any]):
     return run
 
 
-def _finals(record: dict[str, Any] | None) -> np.ndarray:
-    if record is None:
-        return np.array([])
-    return np.array([np.nan if x is None else x for x in record["final_returns"]], float)
-
 
 def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) -> Report:
     tasks, seeds, fields = SCALES[scale]
     done = [name for name in expected if name in records]
-    rows, per_task, relative = [], {}, []
-    diverged = {d: 0 for d in DRIFTS}
-    for task in tasks or TASKS:
-        ppo, dpo = (_finals(records.get(f"{task}/{d}")) for d in DRIFTS)
-        for drift in DRIFTS:
-            diverged[drift] += sum((records.get(f"{task}/{drift}") or {}).get("diverged", []))
-        paired = ppo.size == dpo.size and ppo.size > 0
-        diff = paired_interval(dpo, ppo) if paired else paired_interval(np.ones(0), np.ones(0))
-        if paired and np.isfinite(ppo).any() and np.nanmean(ppo) != 0:
-            relative.append((dpo - ppo) / abs(np.nanmean(ppo)))
+    cells, per_seed, diverged = compare_drifts(records, list(tasks or TASKS))
+    rows, per_task = [], {}
+    for task, (ppo, dpo, diff) in cells.items():
         per_task[task] = {"ppo": ppo.tolist(), "dpo": dpo.tolist(),
                           "dpo_minus_ppo": diff.as_dict()}
         rows.append(f"| {task} | {_mean_sd(ppo)} | {_mean_sd(dpo)} | "
                     f"{diff.text(1, signed=True)} |")
-    per_seed = (np.mean(np.stack(relative), axis=0) if relative and
-                len({r.size for r in relative}) == 1 else np.array([]))
     overall = compare(per_seed, np.zeros_like(per_seed), paired=True, unit="seed")
     if scale == "cpu":
         verdict = Verdict(UNTESTABLE, f"precondition failed: {CPU_UNTESTABLE}.")
@@ -153,8 +140,4 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
 
 
 def _mean_sd(values: np.ndarray) -> str:
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return "n/a"
-    sd = f" (sd {finite.std(ddof=1):.1f})" if finite.size > 1 else ""
-    return f"{finite.mean():.1f}{sd} ({finite.size})"
+    return f"{mean_sd_text(values, 1)} ({np.isfinite(values).sum()})" if values.size else "n/a"

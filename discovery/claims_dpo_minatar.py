@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from discovery.reproduce import Piece, Progress, Report, no_progress, pending_verdict
-from discovery.stats import paired_interval
+from discovery.stats import NO_DATA, mean_sd_text, paired_interval
 from discovery.verdicts import Verdict, compare, decide
 
 TITLE = "DPO vs PPO-clip on MinAtar at PPO's tuned settings (Lu et al., 2022's DPO)"
@@ -117,36 +117,41 @@ def _finals(record: dict[str, Any] | None) -> np.ndarray:
     return np.array([np.nan if x is None else x for x in record["final_returns"]], float)
 
 
-def _mean_sd(values: np.ndarray) -> str:
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return "n/a"
-    sd = f" (sd {finite.std(ddof=1):.1f})" if finite.size > 1 else ""
-    return f"{finite.mean():.1f}{sd}"
+def compare_drifts(records: dict[str, dict[str, Any]], settings: list[str]
+                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, Any]], np.ndarray,
+                              dict[str, int]]:
+    """PPO-clip against DPO over ``settings`` (games or tasks), both trained from the same
+    keys: per setting ``(ppo, dpo, paired interval of DPO - PPO-clip)``; per seed, the mean
+    over settings of (DPO - PPO-clip) / |PPO-clip's mean on the setting| (empty unless
+    every setting has the same seeds); and the diverged seeds per drift."""
+    cells, relative = {}, []
+    diverged = {d: 0 for d in DRIFTS}
+    for setting in settings:
+        ppo, dpo = (_finals(records.get(f"{setting}/{d}")) for d in DRIFTS)
+        for drift in DRIFTS:
+            diverged[drift] += sum((records.get(f"{setting}/{drift}") or {}).get("diverged",
+                                                                                   []))
+        paired = ppo.size == dpo.size and ppo.size > 0
+        cells[setting] = (ppo, dpo, paired_interval(dpo, ppo) if paired else NO_DATA)
+        if paired and np.isfinite(ppo).any() and np.nanmean(ppo) != 0:
+            relative.append((dpo - ppo) / abs(np.nanmean(ppo)))
+    per_seed = (np.mean(np.stack(relative), axis=0) if relative and
+                len({r.size for r in relative}) == 1 else np.array([]))
+    return cells, per_seed, diverged
 
 
 def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) -> Report:
     games = [g for g in GAMES if any(f"{g}/{d}" in expected for d in DRIFTS)]
     done = [name for name in expected if name in records]
-    rows, summary_games, relative = [], {}, []
-    diverged = {d: 0 for d in DRIFTS}
     flagged = any("diverged" in record for record in records.values())
-    for game in games:
-        ppo, dpo = (_finals(records.get(f"{game}/{d}")) for d in DRIFTS)
-        for drift in DRIFTS:
-            diverged[drift] += sum((records.get(f"{game}/{drift}") or {}).get("diverged", []))
-        paired = ppo.size == dpo.size and ppo.size > 0
-        diff = paired_interval(dpo, ppo) if paired else paired_interval(np.array([]),
-                                                                         np.array([]))
-        if paired and np.isfinite(ppo).any() and np.nanmean(ppo) != 0:
-            relative.append((dpo - ppo) / abs(np.nanmean(ppo)))
+    cells, per_seed, diverged = compare_drifts(records, games)
+    rows, summary_games = [], {}
+    for game, (ppo, dpo, diff) in cells.items():
         summary_games[game] = {"ppo": ppo.tolist(), "dpo": dpo.tolist(),
                                "dpo_minus_ppo": diff.as_dict()}
-        rows.append(f"| {game} | {GAMES[game][2]:.2f} | {_mean_sd(ppo)} ({np.isfinite(ppo).sum()}) "
-                    f"| {_mean_sd(dpo)} ({np.isfinite(dpo).sum()}) | {diff.text(1, signed=True)} |")
-    # A seed's relative difference, averaged over the games (the seeds share keys).
-    per_seed = (np.mean(np.stack(relative), axis=0) if relative and
-                len({r.size for r in relative}) == 1 else np.array([]))
+        rows.append(f"| {game} | {GAMES[game][2]:.2f} | {mean_sd_text(ppo, 1)} "
+                    f"({np.isfinite(ppo).sum()}) | {mean_sd_text(dpo, 1)} "
+                    f"({np.isfinite(dpo).sum()}) | {diff.text(1, signed=True)} |")
     overall = compare(per_seed, np.zeros_like(per_seed), paired=True, unit="seed")
     _, seeds, fields = SCALES[scale]
     verdict = _verdict(overall, len(done), len(expected), scale, diverged)

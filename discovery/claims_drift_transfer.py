@@ -43,6 +43,7 @@ from discovery.reproduce import (
     normalised_scores,
     pending_verdict,
 )
+from discovery.stats import mean_sd_text
 from discovery.verdicts import Verdict, compare, decide
 
 TITLE = "A discovered drift that transfers to unseen environments (Lu et al., 2022)"
@@ -179,14 +180,6 @@ def excluded_envs(records: list[dict[str, Any]], envs: list[str]) -> dict[str, s
     return out
 
 
-def _spread(values: np.ndarray, signed: bool = False) -> str:
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return "n/a"
-    sd = f" (sd {finite.std(ddof=1):.2f})" if finite.size > 1 else ""
-    return f"{finite.mean():{'+' if signed else ''}.2f}{sd}"
-
-
 def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) -> Report:
     setting = SCALES[scale]
     done = [name for name in expected if name in records]
@@ -211,9 +204,9 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         per_env[env] = {k: v.tolist() for k, v in cells.items()}
         ppo = [x for r in runs for x in r["final"]["1"][env]["ppo_clip"] if x is not None]
         note = f" (excluded: {excluded[env]})" if env in excluded else ""
-        versus_text = [_spread(cells[f"learned_minus_{b}"], signed=True) for b in versus]
-        rows.append(f"| {env}{note} | {np.mean(ppo):.2f} | {_spread(cells['dpo'])} | "
-                    f"{_spread(cells['learned'])} | {' | '.join(versus_text)} |" if ppo else
+        versus_text = [mean_sd_text(cells[f"learned_minus_{b}"], signed=True) for b in versus]
+        rows.append(f"| {env}{note} | {np.mean(ppo):.2f} | {mean_sd_text(cells['dpo'])} | "
+                    f"{mean_sd_text(cells['learned'])} | {' | '.join(versus_text)} |" if ppo else
                     f"| {env} | n/a | n/a | n/a | n/a | n/a |")
     overall = {b: units(versus[b], kept) for b in versus}
     gaps = {b: compare(overall[b], np.zeros_like(overall[b]), paired=True) for b in versus}

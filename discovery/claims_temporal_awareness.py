@@ -44,6 +44,7 @@ from discovery.reproduce import (
     normalised_scores,
     pending_verdict,
 )
+from discovery.stats import mean_sd_text
 from discovery.verdicts import Verdict, compare, decide
 
 TITLE = "Temporal awareness at unseen horizons: LPO vs TA-LPO (Jackson et al., 2024)"
@@ -158,14 +159,6 @@ def _statistics(horizons: list[str]) -> dict[str, Any]:
             "off_horizon": off_mean, "degradation": degradation}
 
 
-def _spread(values: np.ndarray) -> str:
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return "n/a"
-    sd = f" (sd {finite.std(ddof=1):.2f})" if finite.size > 1 else ""
-    return f"{finite.mean():.2f}{sd}"
-
-
 def _parameter_counts() -> dict[str, int]:
     """Each learned drift's number of parameters (what its ES budget has to search)."""
     import jax
@@ -208,8 +201,8 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         steps = f"{int(round(length * float(h))):,}" if length else "?"
         ppo = f"{np.mean(ppo_returns[h]):.1f}" if ppo_returns[h] else "n/a"
         mark = " (meta-trained)" if h == _key(1.0) else ""
-        rows.append(f"| x{h}{mark} | {steps} | {ppo} | {_spread(dpo_cell)} | "
-                    f"{_spread(cells['lpo'])} | {_spread(cells['ta_lpo'])} | "
+        rows.append(f"| x{h}{mark} | {steps} | {ppo} | {mean_sd_text(dpo_cell)} | "
+                    f"{mean_sd_text(cells['lpo'])} | {mean_sd_text(cells['ta_lpo'])} | "
                     f"{diff.interval.text(signed=True)} |")
     degradation = {d: units(learned[d], stat["degradation"]) for d in DRIFTS}
     gap = paired(degradation["lpo"], degradation["ta_lpo"])
@@ -250,7 +243,7 @@ def report(records: dict[str, dict[str, Any]], scale: str, expected: list[str]) 
         *rows,
         "",
         f"Degradation (score at x1 minus mean score at the other horizons): LPO "
-        f"{_spread(degradation['lpo'])}, TA-LPO {_spread(degradation['ta_lpo'])}; LPO - "
+        f"{mean_sd_text(degradation['lpo'])}, TA-LPO {mean_sd_text(degradation['ta_lpo'])}; LPO - "
         f"TA-LPO {gap.text()}.\n",
         *meta_training_lines(
             {f"{LABELS[records[n]['drift']]}, meta-seed {records[n]['meta_seed']}": records[n]

@@ -67,6 +67,17 @@ def _finite(values: np.ndarray) -> np.ndarray:
 NO_DATA = Interval(float("nan"), float("nan"), float("nan"))
 
 
+def mean_sd_text(values: np.ndarray, digits: int = 2, signed: bool = False) -> str:
+    """``"mean (sd s)"`` of the finite ``values`` for a table of units (sd with
+    ``ddof=1``, from two values on); ``"n/a"`` without one. A spread, not an interval."""
+    finite = _finite(values)
+    if not finite.size:
+        return "n/a"
+    form = f"{'+' if signed else ''}.{digits}f"
+    sd = f" (sd {finite.std(ddof=1):.{digits}f})" if finite.size > 1 else ""
+    return f"{finite.mean():{form}}{sd}"
+
+
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> Interval:
     """Mean of the units' ``values`` with Student's t interval (``n - 1`` df, standard
     error with ``ddof=1``): exact for normal units at any ``n >= 2``. Used on paired
