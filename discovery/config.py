@@ -224,6 +224,23 @@ def config_component(config_path: str | Path | None, overrides: Sequence[str] = 
     return component
 
 
+def read_json_object(path: Path, field: str, allowed: str) -> dict[str, Any]:
+    """A strict-JSON object file this package wrote (a piece record, a sweep cell's
+    result); ``ConfigError`` naming the file, ``field`` and what is ``allowed`` when it is
+    unreadable, not strict JSON (a bare ``NaN``) or not an object."""
+    from discovery.files import loads_strict
+
+    try:
+        value = loads_strict(path.read_text(encoding="utf-8"))
+        problem = f"a JSON {type(value).__name__}, not an object"
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        value, problem = None, f"unreadable ({error})"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {problem}; allowed: {allowed}", field=field,
+                          source=str(path))
+    return value
+
+
 def read_config_text(path: str | Path) -> str:
     """The text of a config file; ``ConfigError`` (not a traceback) when it cannot be read,
     is larger than :data:`MAX_CONFIG_BYTES` (checked before reading: a huge file would

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from discovery.config import ConfigError
+from discovery.config import ConfigError, read_json_object
 from discovery.files import (
     folder_problem,
     loads_strict,
@@ -133,16 +133,8 @@ def read_records(folder: Path) -> dict[str, dict[str, Any]]:
 
 def _read_record(path: Path) -> dict[str, Any]:
     """One piece's record; see :func:`read_records`."""
-    try:
-        record = loads_strict(path.read_text(encoding="utf-8"))
-        problem = f"a JSON {type(record).__name__}, not an object"
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        record, problem = None, f"unreadable ({error})"
-    if not isinstance(record, dict):
-        raise ConfigError(f"{path}: {problem}; allowed: a piece record `discover reproduce` "
-                          "wrote (delete this one to rerun its piece)", field="record",
-                          source=str(path))
-    return record
+    return read_json_object(path, "record", "a piece record `discover reproduce` wrote "
+                            "(delete this one to rerun its piece)")
 
 
 #: The signal a run's agents learn by, per log line: the ES population's mean fitness, or

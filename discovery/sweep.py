@@ -73,9 +73,10 @@ from discovery.config import (
     _Loader,
     load_config,
     read_config_text,
+    read_json_object,
     save_config,
 )
-from discovery.files import loads_strict, lock_folder, write_json, write_text_atomic
+from discovery.files import lock_folder, write_json, write_text_atomic
 from discovery.sweep_cells import (
     TRACED_PPO_FIELDS,
     _config_class,
@@ -355,14 +356,6 @@ def _run_locked(
 
 
 def _read_result(path: Path) -> dict[str, Any]:
-    """A finished cell's ``result.json``, read strictly; ``ConfigError`` naming the file
-    when it is not a record this module wrote."""
-    try:
-        result = loads_strict(path.read_text(encoding="utf-8"))
-        problem = f"a JSON {type(result).__name__}, not an object"
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        result, problem = None, f"unreadable: {error}"
-    if not isinstance(result, dict):
-        raise ConfigError(f"{path}: {problem}; allowed: the result.json a sweep wrote; delete "
-                          "it to rerun the cell", field="result", source=str(path))
-    return result
+    """A finished cell's ``result.json``, read strictly (:func:`read_json_object`)."""
+    return read_json_object(path, "result", "the result.json a sweep wrote; delete it to "
+                            "rerun the cell")

@@ -90,3 +90,13 @@ def toy_config(component: str, optimizer: str, curriculum: str, generations: int
         # One level per seed: two seeds, two levels per generation.
         changes["task"] = replace(config.task, seeds=2)
     return replace(config, **changes)
+
+
+#: ``discover meta-train configs/lpo_cartpole.yaml`` shrunk to two tiny generations by
+#: ``--set`` flags: for tests that run the CLI as its own process.
+TINY_META_TRAIN_FLAGS = ["--set", "generations=2", "--set", "checkpoint_every=1",
+        "--set", "es.population_size=4", "--set", "task.seeds=1",
+        "--set", "task.baseline_seeds=2", "--set", "task.normalise=none",
+        "--set", "task.ppo.num_envs=2", "--set", "task.ppo.num_steps=16",
+        "--set", "task.ppo.total_timesteps=64", "--set", "task.ppo.num_minibatches=2",
+        "--set", "task.ppo.update_epochs=1"]

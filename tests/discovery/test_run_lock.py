@@ -18,15 +18,9 @@ from discovery.cli import main
 from discovery.files import LOCK_FILE, FolderInUseError, lock_folder
 from discovery.run_folder import prepare_run_folder
 from tests.resume import logged_records
+from tests.toys import TINY_META_TRAIN_FLAGS
 
 REPO = Path(__file__).resolve().parents[2]
-# The TINY meta-training run of tests/meta/test_distributed.py.
-TINY = ["--set", "generations=2", "--set", "checkpoint_every=1",
-        "--set", "es.population_size=4", "--set", "task.seeds=1",
-        "--set", "task.baseline_seeds=2", "--set", "task.normalise=none",
-        "--set", "task.ppo.num_envs=2", "--set", "task.ppo.num_steps=16",
-        "--set", "task.ppo.total_timesteps=64", "--set", "task.ppo.num_minibatches=2",
-        "--set", "task.ppo.update_epochs=1"]
 CLAIM, PIECE = "dpo-vs-ppo-minatar", "Breakout-MinAtar/ppo"
 
 # Each process imports the CLI, says it is ready, and waits for the same go signal: the
@@ -91,7 +85,7 @@ def _files(folder: Path) -> list[str]:
 def test_two_meta_train_runs_into_one_folder_at_once_never_mix(tmp_path):
     def meta_train(runs: Path, seed: list[str]) -> list[str]:
         return ["meta-train", "configs/lpo_cartpole.yaml", "--name", "dup",
-                "--runs-dir", str(runs), *TINY, *seed]
+                "--runs-dir", str(runs), *TINY_META_TRAIN_FLAGS, *seed]
 
     runs, seeds = tmp_path / "runs", [[], ["--set", "seed=7"]]
     outcomes = _at_the_same_moment(tmp_path, [meta_train(runs, seed) for seed in seeds])

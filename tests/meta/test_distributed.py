@@ -11,13 +11,7 @@ import pytest
 
 from discovery.cli import main
 from tests.resume import assert_records_close, logged_records
-
-TINY = ["--set", "generations=2", "--set", "checkpoint_every=1",
-        "--set", "es.population_size=4", "--set", "task.seeds=1",
-        "--set", "task.baseline_seeds=2", "--set", "task.normalise=none",
-        "--set", "task.ppo.num_envs=2", "--set", "task.ppo.num_steps=16",
-        "--set", "task.ppo.total_timesteps=64", "--set", "task.ppo.num_minibatches=2",
-        "--set", "task.ppo.update_epochs=1"]
+from tests.toys import TINY_META_TRAIN_FLAGS
 
 
 def _free_port() -> int:
@@ -37,7 +31,7 @@ def test_two_processes_give_the_metrics_of_one(tmp_path, discover_script):
         env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                    JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(process_id))
         argv = [discover_script, "meta-train", "configs/lpo_cartpole.yaml", "--name", "run",
-                "--runs-dir", str(tmp_path / f"process{process_id}"), *TINY]
+                "--runs-dir", str(tmp_path / f"process{process_id}"), *TINY_META_TRAIN_FLAGS]
         processes.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True))
     outputs = []
@@ -53,7 +47,7 @@ def test_two_processes_give_the_metrics_of_one(tmp_path, discover_script):
     assert "process 1 of 2: done" in outputs[1]
 
     assert main(["meta-train", "configs/lpo_cartpole.yaml", "--name", "run",
-                 "--runs-dir", str(tmp_path / "single"), *TINY]) == 0
+                 "--runs-dir", str(tmp_path / "single"), *TINY_META_TRAIN_FLAGS]) == 0
     # Process 0 wrote the run; the population was scored half on each process, by
     # another compiled program than the whole population's: equal to float rounding.
     single = logged_records(tmp_path / "single" / "run")
