@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from discovery.claims_dpo_minatar import compare_drifts
-from discovery.reproduce import Piece, Progress, Report, no_progress, pending_verdict
+from discovery.claims_dpo_minatar import FINAL_FRACTION, compare_drifts, train_drift
+from discovery.reproduce import Piece, Progress, Report, pending_verdict
 from discovery.stats import mean_sd_text
 from discovery.verdicts import UNTESTABLE, Verdict, compare, decide
 
@@ -36,7 +36,6 @@ TASKS = ("brax/ant", "brax/halfcheetah", "brax/hopper", "brax/walker2d")
 #: that would count: 5% of PPO-clip's return.
 EFFECT = 0.05
 CLAIM = "DPO trains Brax agents at least as well as PPO-clip"
-FINAL_FRACTION = 0.1
 #: Lu et al.'s Brax PPO (their Ant setting), as PPOConfig fields.
 BRAX_PPO = dict(total_timesteps=30_000_000, num_envs=2048, num_steps=5, num_minibatches=32,
                 update_epochs=4, gamma=0.97, gae_lambda=0.95, lr=3e-4, adam_b2=0.999,
@@ -64,22 +63,10 @@ def pieces(scale: str) -> list[Piece]:
 
 def _runner(task: str, drift_name: str, seeds: int, fields: dict[str, Any]):
     def run(folder: Path, progress: Progress) -> dict[str, Any]:
-        from discovery.agents.ppo import PPOConfig
-        from discovery.evaluate import final_mean
-        from discovery.train import TrainConfig, train_seeds
-
-        config = PPOConfig(**fields)
-
-        def on_update(update: int) -> None:
-            progress(update + 1, config.num_updates, "PPO updates")
-
-        result = train_seeds(TrainConfig(env=task, drift=drift_name, seeds=seeds, ppo=config),
-                             on_update=None if progress is no_progress else on_update)
-        curves = np.asarray(result.metrics["episode_return"], np.float64)
-        finals = np.where(result.diverged, np.nan, final_mean(curves, FINAL_FRACTION))
+        _, finals, diverged = train_drift(task, drift_name, seeds, fields, progress)
         return {"task": task, "drift": drift_name, "seeds": seeds, "ppo": dict(fields),
                 "final_returns": [None if not np.isfinite(x) else float(x) for x in finals],
-                "diverged": [bool(x) for x in result.diverged]}
+                "diverged": [bool(x) for x in diverged]}
 
     return run
 

@@ -64,34 +64,46 @@ def pieces(scale: str) -> list[Piece]:
             for game in games for drift in DRIFTS]
 
 
+def train_drift(env: str, drift_name: str, seeds: int, fields: dict[str, Any],
+                progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One piece's PPO run: ``seeds`` agents with ``drift_name`` on ``env``, from seed 0
+    (so PPO-clip and DPO train from the same keys: the comparison is paired). Returns the
+    episode-return curves ``[seeds, updates]``, each seed's final score (NaN where it
+    diverged) and which seeds diverged. Updates run in chunks (host callbacks) only when
+    someone watches the progress."""
+    from discovery.agents.ppo import PPOConfig
+    from discovery.evaluate import final_mean
+    from discovery.train import TrainConfig, train_seeds
+
+    config = PPOConfig(**fields)
+
+    def on_update(update: int) -> None:
+        progress(update + 1, config.num_updates, "PPO updates")
+
+    result = train_seeds(TrainConfig(env=env, drift=drift_name, seeds=seeds, ppo=config),
+                         on_update=None if progress is no_progress else on_update)
+    curves = np.asarray(result.metrics["episode_return"], np.float64)
+    finals = np.where(result.diverged, np.nan, final_mean(curves, FINAL_FRACTION))
+    return curves, finals, np.asarray(result.diverged)
+
+
 def _runner(game: str, drift_name: str, seeds: int, fields: dict[str, Any]):
     def run(folder: Path, progress: Progress) -> dict[str, Any]:
-        from discovery.agents.ppo import PPOConfig
-        from discovery.evaluate import final_mean
-        from discovery.train import TrainConfig, train_seeds
-
         lr, adam_b2, _ = GAMES[game]
-        config = PPOConfig(lr=lr, adam_b2=adam_b2, **fields)
-        # Seed 0 for both drifts: the same agent keys, so the comparison is paired. Chunked
-        # updates (host callbacks) only when someone watches the progress.
-        def on_update(update: int) -> None:
-            progress(update + 1, config.num_updates, "PPO updates")
-
-        result = train_seeds(TrainConfig(env=game, drift=drift_name, seeds=seeds, ppo=config),
-                             on_update=None if progress is no_progress else on_update)
-        curves = np.asarray(result.metrics["episode_return"], np.float64)
-        finals = np.where(result.diverged, np.nan, final_mean(curves, FINAL_FRACTION))
+        fields_here = {**fields, "lr": lr, "adam_b2": adam_b2}
+        curves, finals, diverged = train_drift(game, drift_name, seeds, fields_here, progress)
+        steps_per_update = fields_here["num_envs"] * fields_here["num_steps"]
         stride = max(1, curves.shape[1] // CURVE_POINTS)
         points = _window_means(curves, stride)
         return {
             "game": game,
             "drift": drift_name,
             "seeds": seeds,
-            "ppo": {**fields, "lr": lr, "adam_b2": adam_b2},
+            "ppo": fields_here,
             "final_returns": [None if not np.isfinite(x) else float(x) for x in finals],
-            "diverged": [bool(x) for x in result.diverged],
+            "diverged": [bool(x) for x in diverged],
             # Each window's last update (before stop 27: the update kept).
-            "curve_env_steps": [int(min(u + stride, curves.shape[1]) * config.steps_per_update)
+            "curve_env_steps": [int(min(u + stride, curves.shape[1]) * steps_per_update)
                                 for u in range(0, curves.shape[1], stride)],
             "curves": [[None if not np.isfinite(x) else round(float(x), 3) for x in row]
                        for row in points],
