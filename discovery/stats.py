@@ -28,7 +28,6 @@ nothing to summarise: then the result is NaN (an :class:`Interval` of NaNs), mea
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,83 +230,6 @@ def bootstrap_mean_ci(
     rng = np.random.default_rng(seed)
     return percentile_interval(float(values.mean()), resampled_means(values, samples, rng),
                                confidence, int(values.size))
-
-
-def bootstrap_mean_difference_ci(
-    treated: np.ndarray, control: np.ndarray, confidence: float = 0.95, samples: int = 2000,
-    seed: int = 0, relative: bool = False,
-) -> Interval:
-    """``mean(treated) - mean(control)`` with a percentile-bootstrap CI, the two groups
-    (independent seeds) resampled apart; with ``relative``, divided by
-    ``|mean(control)|`` in every resample. Non-finite values are dropped first; NaNs when
-    either group has none left. ``n`` counts the finite values of both groups."""
-    treated, control = _finite(treated), _finite(control)
-    if treated.size == 0 or control.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    a, b = resampled_means(treated, samples, rng), resampled_means(control, samples, rng)
-
-    def difference(x, y):
-        return (x - y) / np.abs(y) if relative else x - y
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        resampled = difference(a, b)
-        estimate = float(difference(treated.mean(), control.mean()))
-    return percentile_interval(estimate, resampled, confidence, int(treated.size + control.size))
-
-
-def hierarchical_bootstrap(
-    groups: Sequence[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray],
-    samples: int = 2000, seed: int = 0,
-) -> np.ndarray:
-    """``[samples]`` bootstrap resamples of the mean over ``groups`` of ``statistic``:
-    each resample redraws the groups (e.g. meta-seeds) with replacement, then within
-    each group the columns of its ``[rows, S]`` matrix (e.g. evaluation seeds, paired
-    across the rows: horizons, layouts). Every group has the same shape; ``statistic``
-    maps ``[..., rows, S]`` to ``[...]``."""
-    stacked = np.stack([np.asarray(m, np.float64) for m in groups])  # [G, R, S]
-    count, _, seeds = stacked.shape
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(count, size=(samples, count))
-    columns = rng.integers(seeds, size=(samples, count, 1, seeds))
-    resampled = np.take_along_axis(stacked[picks], columns, axis=-1)  # [samples, G, R, S]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a group with no finite score
-        return np.mean(statistic(resampled), axis=-1)
-
-
-def _group_mean(groups: Sequence[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray]):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.mean(statistic(np.stack([np.asarray(m, np.float64) for m in groups]))))
-
-
-def hierarchical_mean_ci(
-    groups: Sequence[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray],
-    confidence: float = 0.95, samples: int = 2000, seed: int = 0,
-) -> Interval:
-    """The mean over ``groups`` of ``statistic``, with the percentile CI of
-    :func:`hierarchical_bootstrap`; ``n`` counts the groups. NaN with no groups."""
-    if not groups:
-        return Interval(float("nan"), float("nan"), float("nan"))
-    return percentile_interval(_group_mean(groups, statistic),
-                               hierarchical_bootstrap(groups, statistic, samples, seed),
-                               confidence, len(groups))
-
-
-def hierarchical_difference_ci(
-    treated: Sequence[np.ndarray], control: Sequence[np.ndarray],
-    statistic: Callable[[np.ndarray], np.ndarray],
-    confidence: float = 0.95, samples: int = 2000, seed: int = 0,
-) -> Interval:
-    """Mean ``statistic`` over ``treated`` minus over ``control`` (independent groups,
-    e.g. two methods' meta-seeds, resampled apart by :func:`hierarchical_bootstrap`)."""
-    if not (treated and control):
-        return Interval(float("nan"), float("nan"), float("nan"))
-    point = _group_mean(treated, statistic) - _group_mean(control, statistic)
-    resampled = (hierarchical_bootstrap(treated, statistic, samples, seed)
-                 - hierarchical_bootstrap(control, statistic, samples, seed + 1))
-    return percentile_interval(point, resampled, confidence, len(treated) + len(control))
 
 
 def _trimmed_mean(sorted_values: np.ndarray) -> float:

@@ -10,7 +10,6 @@ import pytest
 
 from discovery import reproduce, verdicts
 from discovery.cli import main
-from discovery.stats import bootstrap_mean_difference_ci
 
 CLAIM = "dpo-vs-ppo-minatar"
 
@@ -173,16 +172,6 @@ def test_list_names_every_claim(capsys):
     assert [line.split(":")[0] for line in listed] == list(reproduce.CLAIMS)
     assert f"{CLAIM}: DPO vs PPO-clip on MinAtar" in "\n".join(listed)
     assert "dpo-vs-ppo-brax: DPO vs PPO-clip on Brax (Lu et al., 2022)" in listed
-
-
-def test_bootstrap_difference_by_hand():
-    same = bootstrap_mean_difference_ci(np.array([3.0, 3.0]), np.array([1.0, 1.0, np.nan]))
-    assert (same.estimate, same.low, same.high, same.n) == (2.0, 2.0, 2.0, 4)
-    relative = bootstrap_mean_difference_ci(np.array([3.0]), np.array([-2.0]), relative=True)
-    assert relative.estimate == pytest.approx(2.5)
-    spread = bootstrap_mean_difference_ci(np.array([0.0, 2.0]), np.array([1.0]))
-    assert spread.low == 0.0 - 1.0 and spread.high == 2.0 - 1.0 and spread.estimate == 0.0
-    assert np.isnan(bootstrap_mean_difference_ci(np.array([np.nan]), np.ones(2)).estimate)
 
 
 def test_the_committed_results_page_is_what_the_committed_records_give(tmp_path, monkeypatch):
