@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PACKAGE := $(VENV)/.installed-package
 TEST_TOOLS := $(VENV)/.installed-test-tools
 
-.PHONY: install install-test demo test lint wheel benchmark bench-gpu
+.PHONY: install install-test demo test lint wheel benchmark bench-gpu gpu-check
 
 $(PACKAGE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,8 @@ benchmark: install
 # The GPU suite (BENCHMARKS.md): under 10 minutes on one GPU; `--toy` runs anywhere.
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu_suite.py
+
+# Before a GPU lease: every stage of benchmarks/gpu_session.py at toy size on this CPU
+# (the default suite runs one of them; tests/test_gpu_session.py).
+gpu-check: install-test
+	DISCOVERY_GPU_STAGE_TESTS=1 $(BIN)/pytest -ra -n auto --maxprocesses 4 --dist loadfile tests/test_gpu_session.py

@@ -37,9 +37,34 @@ class PPOConfig:
 
     Fields that fix shapes or loop lengths are static; the float hyperparameters are
     also copied into :class:`PPOHyperparams` by :meth:`hyperparams` so they can be
-    traced and vmapped over. ``reward_scale`` multiplies every reward the agent learns
-    from (brax's fixed ``reward_scaling``, 10 in Lu et al.'s (2022) brax Ant setting);
-    returns are always reported unscaled.
+    traced and vmapped over.
+
+    Attributes:
+      num_envs: parallel environments per agent.
+      num_steps: env steps per environment between updates (the rollout length).
+      total_timesteps: env steps per agent over its whole training.
+      update_epochs: passes over each rollout per update.
+      num_minibatches: minibatches per epoch.
+      lr: Adam step size (annealed linearly to 0 when ``anneal_lr``).
+      anneal_lr: decay the step size linearly over training.
+      adam_b1: Adam's first-moment decay.
+      adam_b2: Adam's second-moment decay.
+      adam_eps: Adam's epsilon.
+      gamma: discount factor.
+      gae_lambda: GAE's lambda.
+      ent_coef: weight of the policy-entropy bonus.
+      vf_coef: weight of the value loss.
+      vf_clip: clip range of the value update around the old value.
+      max_grad_norm: global gradient norm clip.
+      normalize_advantage: standardise advantages per minibatch.
+      network: ``mlp`` (vector observations) or ``cnn`` (image observations, MinAtar).
+      hidden_sizes: widths of the hidden layers of actor and critic.
+      activation: hidden-layer nonlinearity.
+      normalize_obs: running mean/std normalisation of observations.
+      normalize_reward: scale rewards by a running std of the discounted return.
+      reward_scale: multiplies every reward the agent learns from (brax's fixed
+        ``reward_scaling``, 10 in Lu et al.'s (2022) brax Ant setting); returns are
+        always reported unscaled.
     """
 
     # Bounds (checked by discovery.config when a config is loaded): what can run at all,

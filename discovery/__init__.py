@@ -91,8 +91,8 @@ _ROLES: dict[str, dict[str, tuple[str, str]]] = {
     "evaluation": {
         "EvaluateConfig": ("discovery.evaluate", "EvaluateConfig"),
         "evaluate_component": ("discovery.evaluate", "evaluate_component"),
-        "markdown_table": ("discovery.evaluate", "markdown_table"),
-        "write_report": ("discovery.evaluate", "write_report"),
+        "markdown_table": ("discovery.evaluate_report", "markdown_table"),
+        "write_report": ("discovery.evaluate_report", "write_report"),
         "make_objective_evaluator": ("discovery.lpg_task", "make_objective_evaluator"),
         "evaluate_held_out": ("discovery.objective_run", "evaluate_held_out"),
         "a2c_baseline": ("discovery.objective_run", "a2c_baseline"),
@@ -110,7 +110,7 @@ _ROLES: dict[str, dict[str, tuple[str, str]]] = {
     },
     "plots": {
         "plot_drifts": ("discovery.plots", "plot_drifts"),
-        "plot_curves": ("discovery.evaluate", "plot_curves"),
+        "plot_curves": ("discovery.evaluate_report", "plot_curves"),
     },
     # The zoo of discovered components: load by name or folder, export a finished run.
     "zoo": {

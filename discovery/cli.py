@@ -21,12 +21,11 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from discovery.checkpoint import CheckpointError
 from discovery.config import ConfigError, config_component, load_config, save_config
 
 DEFAULT_RUNS_DIR = "runs"
@@ -90,12 +89,17 @@ def _load_with_flags(cls: Any, config_path: str | None, overrides: list[str],
         raise ConfigError(message, field=error.field, source=error.source) from None
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, overrides: bool = True) -> None:
     parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where run folders go")
     parser.add_argument(
         "--name", default=None,
         help="run name (one folder under --runs-dir: letters, digits, '.', '_', '-')",
     )
+    if overrides:
+        _add_overrides(parser)
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -114,12 +118,18 @@ def _add_tracking(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wandb-mode", default=None, help="wandb mode (default offline: no network needed)"
     )
+    parser.add_argument("--wandb-project", default=None,
+                        help="W&B project (default $WANDB_PROJECT, else discovery)")
+    parser.add_argument("--wandb-group", default=None, help="W&B group, e.g. a sweep's name")
+    parser.add_argument("--wandb-tags", default="", metavar="TAGS",
+                        help="W&B tags, comma-separated")
 
 
-def _add_overwrite_run(parser: argparse.ArgumentParser) -> None:
+def _add_overwrite_run(parser: argparse.ArgumentParser, resumable: bool = True) -> None:
     parser.add_argument(
         "--overwrite", action="store_true",
-        help="delete what the run folder holds and start over (instead of --resume)",
+        help="delete what the run folder holds and start over"
+        + (" (instead of --resume)" if resumable else ""),
     )
 
 
@@ -127,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="discover", description="Discover reinforcement-learning algorithms in JAX."
     )
+    parser.add_argument("--version", action="version", version=f"discover {_version()}")
     parser.add_argument(
         "--cpu-devices", default=None, metavar="N",
         help="split the CPU into N JAX devices: populations and seeds are split over them "
@@ -158,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking(meta)
 
     demo = sub.add_parser("demo", help="the small default meta-training run (CPU, minutes)")
-    _add_overwrite_run(demo)
+    _add_overwrite_run(demo, resumable=False)
     _add_common(demo)
     _add_tracking(demo)
 
@@ -172,8 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seeds", type=int, default=8, help="fresh agents per method and env")
     evaluate.add_argument(
         "--horizons", default="1",
-        help="training horizons as multiples of the meta-training one, e.g. 0.5,1,2",
+        help="training horizons as multiples of each env's base length (the meta-training "
+        "one, or --budget), e.g. 0.5,1,2",
     )
+    evaluate.add_argument(
+        "--budget", action="append", default=[], metavar="ENV=N",
+        help="an env's own base training length: env steps per agent (drifts) or agent "
+        "updates (objectives), e.g. --budget Acrobot-v1=2e5 (repeatable)",
+    )
+    evaluate.add_argument(
+        "--eval-episodes", type=int, default=1, metavar="N",
+        help="evaluation of each final policy: N whole episodes per PPO env (drifts), N "
+        "rollouts per env (objectives); default 1",
+    )
+    evaluate.add_argument(
+        "--baseline-cache", default=None, metavar="DIR",
+        help="reuse baseline runs from DIR (default: ~/.cache/discovery/baselines)",
+    )
+    evaluate.add_argument("--no-baseline-cache", action="store_true",
+                          help="train the baselines afresh and cache nothing")
     _add_common(evaluate)
 
     sweep = sub.add_parser("sweep", help="run a grid/random sweep of configs and seeds")
@@ -182,14 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run a sweep of more cells than the usual cap (1000): each cell is "
                        "a training run")
     _add_common(sweep)
+    _add_tracking(sweep)
 
     export = sub.add_parser("export", help="export a finished run's component to the zoo")
     export.add_argument("run_dir", help="a finished meta-training run folder")
     export.add_argument("--name", required=True, help="zoo entry name, e.g. my-lpo")
     export.add_argument("--zoo-dir", default=None, help="zoo folder (default: the user zoo)")
     export.add_argument(
-        "--params", default=None, help="params file in the run (drifts: mean or best)"
-    )
+        "--params", default=None,
+        help="params file in the run (default: validated_params.msgpack when the run selected "
+        "on validation envs, else the component's own, e.g. a drift's ES mean; drifts also "
+        "mean_params.msgpack or best_params.msgpack)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing entry")
     export.add_argument("--shadow", action="store_true",
                         help="allow the name of an entry the package ships (yours then hides it)")
@@ -200,7 +231,22 @@ def build_parser() -> argparse.ArgumentParser:
         "interpret", help="plot a learned drift and fit a closed-form approximation"
     )
     interpret.add_argument("ref", help="a drift run folder, a zoo entry folder, or zoo:NAME")
-    _add_common(interpret)
+    _add_common(interpret, overrides=False)  # nothing it computes has a config to override
+
+    config = sub.add_parser("config", help="show a resolved config with every field's help")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser(
+        "show", help="print a config (or a component's defaults) resolved, each field "
+        "commented with what it does and its allowed range")
+    show.add_argument("config", nargs="?", default=None,
+                      help="YAML config (default: the demo's drift meta-training defaults)")
+    show.add_argument("--for", dest="config_for", default="meta-train",
+                      choices=("meta-train", "train"),
+                      help="the command the config is for (default meta-train)")
+    show.add_argument("--component", default=None,
+                      help="meta-train without a config file: whose defaults (drift, "
+                      "objective, advantage)")
+    _add_overrides(show)
 
     sub.add_parser("envs", help="list environment names")
 
@@ -217,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="rewrite every claim's report and RESULTS.md from the "
                            "results folders")
     reproduce.add_argument("--page", default="RESULTS.md", help="the page --report writes")
+    _add_tracking(reproduce)
     return parser
 
 
@@ -261,7 +308,7 @@ def _train(args: argparse.Namespace) -> int:
 def _train_run(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
     """``discover train``'s training and files, once its run folder is held."""
     from discovery.plots import plot_learning_curve
-    from discovery.train import train_seeds, write_train_metrics
+    from discovery.train import train_seeds, update_records, write_train_metrics
 
     save_config(config, run_dir / "config.yaml")
 
@@ -276,29 +323,28 @@ def _train_run(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
     import time
 
     import numpy as np
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from discovery.files import write_json
+    from discovery.progress import progress
 
-    progress = Progress(
-        TextColumn("updates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console,
-    )
     tic = time.perf_counter()
-    with progress:
-        bar = progress.add_task("train", total=ppo.num_updates)
+    # The tracker hears of every update as its chunk finishes, not only at the end.
+    with _tracker(args, run_dir, config) as tracker, \
+            progress("updates", ppo.num_updates, console=console) as report:
+        done = [0]
 
         def on_update(update: int) -> None:
-            if update + 1 > progress.tasks[0].completed:
-                progress.update(bar, completed=update + 1)
+            if update + 1 > done[0]:
+                done[0] = update + 1
+                report(done[0], ppo.num_updates, "")
 
-        result = train_seeds(config, on_update=on_update)
+        def on_chunk(first: int, metrics: dict) -> None:
+            for record in update_records(metrics, first, ppo.steps_per_update):
+                tracker.log(record["update"], record)
+
+        result = train_seeds(config, on_update=on_update, on_chunk=on_chunk)
     elapsed = time.perf_counter() - tic
     write_train_metrics(result, run_dir / "metrics.jsonl")
-    with _tracker(args, run_dir, config) as tracker:
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-            record = json.loads(line)
-            tracker.log(record["update"], record)
     plot_learning_curve(
         result.env_steps,
         result.metrics["latest_return"],
@@ -388,7 +434,8 @@ def _prepare_run_folder(run_dir: Path, config: Any, resume: bool, overwrite: boo
     from discovery.config import to_dict
     from discovery.run_folder import prepare_run_folder
 
-    return prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite)
+    return prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite,
+                              defaults=to_dict(type(config)()))
 
 
 def _tracker(args: argparse.Namespace, run_dir: Path, config: Any) -> Any:
@@ -396,10 +443,36 @@ def _tracker(args: argparse.Namespace, run_dir: Path, config: Any) -> Any:
     from discovery.config import to_dict
     from discovery.tracking import make_tracker, parse_backends
 
+    tags = split_list(args.wandb_tags, "--wandb-tags", "comma-separated tags")
     return make_tracker(
-        parse_backends(args.track), run_dir, run_dir.name, config=to_dict(config),
-        wandb_mode=args.wandb_mode,
+        parse_backends(args.track), run_dir, run_dir.name,
+        config=to_dict(config) if config is not None else None,
+        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
+        wandb_group=args.wandb_group, wandb_tags=tags,
     )
+
+
+class _TrackerOnFirstLog:
+    """A ``--track`` tracker made at its first ``log``: in a folder that a command locks
+    when it starts computing (a sweep's, a claim's), so the tracker's files are written
+    only while this process holds it. A no-op until then, and after ``close``."""
+
+    def __init__(self, args: argparse.Namespace, folder: Callable[[], Path]) -> None:
+        self.args, self.folder, self.tracker = args, folder, None
+
+    def log(self, step: int, record: dict[str, Any]) -> None:
+        if not self.args.track:
+            return
+        if self.tracker is None:
+            self.tracker = _tracker(self.args, self.folder(), None)
+        self.tracker.log(step, record)
+
+    def __enter__(self) -> _TrackerOnFirstLog:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
 
 
 def split_list(text: str, flag: str, allowed: str) -> list[str]:
@@ -445,31 +518,42 @@ def parse_horizons(text: str) -> tuple[float, ...]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from discovery.baseline_cache import cache_from_flags
     from discovery.config import from_dict
-    from discovery.evaluate import EvaluateConfig, run_evaluate
+    from discovery.evaluate import EvaluateConfig, parse_budgets, run_evaluate
 
     horizons = parse_horizons(args.horizons)
     envs = split_list(args.envs, "--envs", "comma-separated environment names (`discover "
                       "envs`), or none for the component's own")
+    if not 1 <= args.eval_episodes <= 1000:
+        raise ConfigError(f"--eval-episodes: got {args.eval_episodes}; allowed: a whole "
+                          "number from 1 to 1000", field="--eval-episodes")
     config = from_dict(
         EvaluateConfig,
-        {"envs": envs, "seeds": args.seeds, "horizons": list(horizons)},
+        {"envs": envs, "seeds": args.seeds, "horizons": list(horizons),
+         "budgets": parse_budgets(args.budget), "eval_episodes": args.eval_episodes},
         source="command line",
     )
     name = args.name or "evaluate-" + Path(args.ref.removeprefix("zoo:")).name
     out_dir = _run_dir(args.runs_dir, name, "--name" if args.name else "--name (default)")
+    cache = cache_from_flags(args.baseline_cache, args.no_baseline_cache)
     from discovery.zoo import load
 
     # Everything is checked before the first agent trains: the output folder (above), the
-    # component, every env name and the memory of the largest training program.
+    # cache folder, the component, every env name and budget, and the memory of the
+    # largest training program.
     entry = load(args.ref)
     _check_evaluation(entry, config, args.overrides)
     from discovery.files import lock_folder
+    from discovery.progress import progress
 
-    with lock_folder(out_dir, "evaluation folder", "pick another --name"):
-        report = run_evaluate(args.ref, config, out_dir, args.overrides, load=lambda ref: entry)
+    with lock_folder(out_dir, "evaluation folder", "pick another --name"), \
+            progress("evaluate: trainings") as report_progress:
+        report = run_evaluate(args.ref, config, out_dir, args.overrides, load=lambda ref: entry,
+                              cache=cache, report=report_progress)
     print((out_dir / "results.md").read_text())
-    print(f"wrote {out_dir}/: results.md results.json curves.png ({report['kind']})")
+    print(f"wrote {out_dir}/: results.md results.json curves.png profiles.png "
+          f"({report['kind']})")
     return 0
 
 
@@ -503,10 +587,14 @@ def _sweep(args: argparse.Namespace) -> int:
     def on_group(cells: Sequence[Any]) -> None:
         print(f"running {len(cells)} cell(s) in one program: {cells[0].cell_id} ...")
 
-    def on_cell(cell: Any, result: dict[str, Any]) -> None:
-        print(f"  {cell.cell_id}: {spec.metric} {result['mean']:.4g}")
+    finished = [0]
+    with _TrackerOnFirstLog(args, lambda: sweep_dir) as tracker:
+        def on_cell(cell: Any, result: dict[str, Any]) -> None:
+            print(f"  {cell.cell_id}: {spec.metric} {result['mean']:.4g}")
+            tracker.log(finished[0], {"cell": cell.cell_id, **result})
+            finished[0] += 1
 
-    result = run_sweep(spec, Path(args.runs_dir), on_cell=on_cell, on_group=on_group)
+        result = run_sweep(spec, Path(args.runs_dir), on_cell=on_cell, on_group=on_group)
     print((result.sweep_dir / "summary.md").read_text())
     if result.skipped:
         print(f"({len(result.skipped)} finished cell(s) skipped)")
@@ -618,9 +706,43 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if args.claim is None:
         raise ConfigError(f"claim: give one of {', '.join(reproduce.CLAIMS)} (or --list)")
-    result = reproduce.reproduce(args.claim, args.scale, results, tuple(args.piece),
-                                 progress=True)
+    with _TrackerOnFirstLog(
+            args, lambda: reproduce.claim_dir(results, args.claim, args.scale)) as tracker:
+        result = reproduce.reproduce(
+            args.claim, args.scale, results, tuple(args.piece), progress=True,
+            on_record=lambda index, piece, record: tracker.log(index, {"piece": piece,
+                                                                       **record}))
     print(f"verdict: {result.verdict}")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from discovery.config_show import show_config
+
+    overrides = list(args.overrides)
+    if args.component is not None:
+        if args.config is not None or args.config_for != "meta-train":
+            given = (f"with the config file {args.config!r}" if args.config is not None
+                     else f"with --for {args.config_for}")
+            raise ConfigError(f"--component: got {args.component!r} {given}; allowed: only "
+                              "for meta-train without a config file (a config names its own "
+                              "`component:`)", field="--component")
+        from discovery.components import COMPONENTS
+
+        if args.component not in COMPONENTS:
+            raise ConfigError(f"--component: got {args.component!r}; allowed: "
+                              f"{', '.join(COMPONENTS)}", field="--component")
+        overrides.insert(0, f"component={args.component}")
+    if args.config_for == "train":
+        from discovery.train import TrainConfig
+
+        cls = TrainConfig
+    else:
+        from discovery.components import COMPONENTS
+
+        cls = COMPONENTS[config_component(args.config, overrides)].config_class
+    config = load_config(cls, args.config, overrides, allow_empty=False)
+    print(show_config(config), end="")
     return 0
 
 
@@ -632,9 +754,19 @@ def _list_envs() -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed package's version, read without importing JAX."""
+    from discovery import __version__
+
+    return __version__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``discover`` console script."""
     args = build_parser().parse_args(argv)
+    if not sys.stdout.isatty() and hasattr(sys.stdout, "reconfigure"):
+        # In a log (nohup, SLURM, a pipe) every line appears as it is printed.
+        sys.stdout.reconfigure(line_buffering=True)
     if args.cpu_devices is not None:
         from discovery.process_setup import configure_cpu_devices, parse_cpu_devices
 
@@ -643,6 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, RuntimeError) as error:
             print(f"discover: error: {error}", file=sys.stderr)
             return 2
+    from discovery.checkpoint import CheckpointError
     from discovery.envs.levels import LevelError
     from discovery.files import FolderInUseError
     from discovery.tracking import TrackingError
@@ -659,12 +792,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "interpret": _interpret,
         "envs": lambda a: _list_envs(),
         "reproduce": _reproduce,
+        "config": _config_show,
     }
     try:
         if getattr(args, "track", ""):
             from discovery.tracking import parse_backends
 
             parse_backends(args.track)  # fail before any training starts
+            split_list(args.wandb_tags, "--wandb-tags", "comma-separated tags")
         return commands[args.command](args)
     except (ConfigError, CheckpointError, ZooError, TrackingError, LevelError,
             FolderInUseError) as error:

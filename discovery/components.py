@@ -15,6 +15,10 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+#: The best-validated params a run leaves beside its ``params_file`` when it selected on
+#: validation envs (:mod:`discovery.meta.validation`); the zoo exports them by default.
+VALIDATED_PARAMS_FILE = "validated_params.msgpack"
+
 
 def _load(path: str) -> Any:
     module, _, attribute = path.partition(":")

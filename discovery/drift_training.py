@@ -18,6 +18,11 @@ CartPole's physics), and the levels are scored by return, by algorithmic regret 
 PPO-clip trained on the same level, or (meta-gradients, whose agents have critics) by
 positive value loss or MaxMC. The task's baselines and its end-of-run evaluation (fresh
 agents trained with the discovered drift against PPO-clip) are the same for both.
+
+With ``validation.envs`` set, either meta-optimiser's current params (the ES search
+mean, the meta-gradient iterate) are scored every ``validation.every`` generations on
+those envs by fresh agents, and the best-validated params are kept
+(:mod:`discovery.meta.validation`; :class:`discovery.validation_task.ValidationConfig`).
 """
 
 from __future__ import annotations
@@ -40,11 +45,17 @@ from discovery.meta.curricula import CurriculumConfig, make_curriculum
 from discovery.meta.es import ESConfig, make_es
 from discovery.meta.metagrad import MetaGradConfig, make_metagrad
 from discovery.meta.optimizers import es_optimizer, metagrad_optimizer, population_devices
+from discovery.meta.validation import Validation
 from discovery.pipeline import BuiltRun, meta_optimizer_name
 from discovery.tasks import TASK_DRIFT_KWARGS, DriftTaskConfig, make_drift_task, ppo_params_for
+from discovery.validation_task import ValidationConfig, make_validation_task
 
 # Level scores computed by the agents' critics, which only meta-gradient training has.
 CRITIC_SCORES = ("positive_value_loss", "max_mc")
+
+#: Folded into the run's root key for the validation keys: a stream of its own, apart
+#: from the four keys the run splits its root key into for training (ASCII "vali").
+VALIDATION_STREAM = 0x76616C69
 
 
 def _small_drift_metagrad() -> MetaGradConfig:
@@ -84,6 +95,11 @@ class MetaTrainConfig:
       keep_checkpoints: how many recent checkpoints to keep.
       max_nonfinite_generations: stop with an error once this many generations in a
         row had no finite member (every agent diverged: nothing can be learned).
+      validation: selection on validation envs (``envs`` empty: off, the default): every
+        ``every`` generations the current params (ES mean or meta-gradient iterate) are
+        scored by fresh agents on ``envs`` and the best-validated ones are written to
+        ``validated_params.msgpack``; the envs may overlap ``task.envs`` but should be
+        disjoint from the envs results are reported on.
     """
 
     component: Literal["drift"] = "drift"
@@ -98,6 +114,7 @@ class MetaTrainConfig:
     checkpoint_every: int = field(default=5, metadata={"min": 1})
     keep_checkpoints: int = field(default=3, metadata={"min": 1})
     max_nonfinite_generations: int = field(default=3, metadata={"min": 1})
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     @property
     def learned_name(self) -> str:
@@ -164,11 +181,27 @@ def rebuild(recipe: Mapping[str, Any]) -> Drift:
         ) from e
 
 
+def check_validation_envs(config: MetaTrainConfig) -> None:
+    """``ConfigError`` naming ``validation.envs[i]`` and the name when a validation env
+    is not one ``envs.make`` knows."""
+    for index, name in enumerate(config.validation.envs):
+        preflight.check_env(name, f"validation.envs[{index}]")
+
+
 def check_meta_train(config: MetaTrainConfig) -> None:
     """Before any compute: the env names, and that the PPO agents' rollout buffers fit."""
     for index, name in enumerate(config.task.envs):
         preflight.check_env(name, f"task.envs[{index}]")
+    check_validation_envs(config)
     task = config.task
+    validation = config.validation
+    if validation.enabled:
+        preflight.ppo_memory(
+            max(validation.seeds, validation.baseline_seeds), task.ppo, validation.envs,
+            f"validation.seeds {validation.seeds}",
+            "validation.seeds, validation.baseline_seeds, task.ppo.num_envs or "
+            "task.ppo.num_steps", together=False,
+        )
     if config.optimizer == "metagrad":
         agents = config.metagrad.num_agents
         preflight.ppo_memory(
@@ -223,6 +256,7 @@ def build(config: MetaTrainConfig, learnable: Drift | None = None) -> BuiltRun:
     component that acts on PPO through its drift (:mod:`discovery.advantage`) is built
     here with its own.
     """
+    check_validation_envs(config)  # before the task's baselines take their time
     key = jax.random.key(config.seed)
     key_task, key_init, key_es, key_loop = jax.random.split(key, 4)
     curriculum, sample_level = None, None
@@ -248,6 +282,20 @@ def build(config: MetaTrainConfig, learnable: Drift | None = None) -> BuiltRun:
         es = make_es(config.es, params)
         optimizer = es_optimizer(es, fitness, devices, config.curriculum.learns_from)
         levels_per_step = config.task.seeds
+    validation, metadata = None, {}
+    if config.validation.enabled:
+        key_baselines, key_generations = validation_keys(config.seed)
+        validation_task = make_validation_task(
+            config.task, config.validation, task.drift, key_baselines
+        )
+        validation = Validation(validation_task.score, key_generations, config.validation.every)
+        metadata["validation_baselines"] = {
+            "envs": list(config.validation.envs),
+            "ppo_returns": _listed(validation_task.ppo_returns),
+            "random_returns": _listed(validation_task.random_returns),
+            "offset": validation_task.offset.tolist(),
+            "scale": validation_task.scale.tolist(),
+        }
     return BuiltRun(
         component=task.drift,
         task=task,
@@ -263,6 +311,24 @@ def build(config: MetaTrainConfig, learnable: Drift | None = None) -> BuiltRun:
             "baselines": {
                 "ppo_returns": task.ppo_returns.tolist(),
                 "random_returns": task.random_returns.tolist(),
-            }
+            },
+            **metadata,
         },
+        validation=validation,
     )
+
+
+def validation_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """``(key_baselines, key_generations)`` of a run's validation: the validation
+    baselines' key, and the root of the fresh validation agents' keys
+    (:func:`discovery.meta.validation.generation_key` folds each generation in). Both
+    come from the run's seed through their own stream (:data:`VALIDATION_STREAM`), so
+    no training key is reused and runs without validation draw exactly as before."""
+    stream = jax.random.fold_in(jax.random.key(seed), VALIDATION_STREAM)
+    key_baselines, key_generations = jax.random.split(stream)
+    return key_baselines, key_generations
+
+
+def _listed(values: Any) -> list[float] | None:
+    """``values`` as a list, or ``None`` when there are none."""
+    return None if values is None else [float(v) for v in values]

@@ -4,8 +4,10 @@ write the results.
 
 A run folder holds ``config.yaml``, ``metrics.jsonl`` (one line per generation),
 ``checkpoints/``, the discovered drift params (``mean_params.msgpack``: the ES mean or
-the meta-gradient iterate; ES also writes its best member, ``best_params.msgpack``;
-flax msgpack, no pickle), ``summary.json``, ``fitness.png`` (ES fitness, or the
+the meta-gradient iterate; ES also writes its best member, ``best_params.msgpack``, and
+a run with ``validation.envs`` its best-validated params, ``validated_params.msgpack``;
+flax msgpack, no pickle), ``summary.json`` (with the validation selection: generation,
+score and curve), ``fitness.png`` (ES fitness, or the
 meta-gradient agents' episode returns) and a plot of what was learned (``drift.png``: the
 learned drift beside PPO's and DPO's over ``(r, A)``, as in Lu et al., 2022).
 """
@@ -13,6 +15,7 @@ learned drift beside PPO's and DPO's over ``(r, A)``, as in Lu et al., 2022).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from discovery.components import VALIDATED_PARAMS_FILE
 from discovery.drift import make_dpo_drift, make_ppo_drift
 from discovery.drift_training import MetaTrainConfig
 from discovery.files import write_bytes_atomic, write_json
@@ -82,6 +86,10 @@ def write_results(
     save_params(mean_params, run_dir / "mean_params.msgpack")
     if es:
         save_params(result.state.optimizer.best_params, run_dir / "best_params.msgpack")
+    if result.validated_params is not None:
+        save_params(result.validated_params, run_dir / VALIDATED_PARAMS_FILE)
+    else:  # nothing selected: no stale file from an earlier run may stand in for it
+        (run_dir / VALIDATED_PARAMS_FILE).unlink(missing_ok=True)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     curve = "fitness_mean" if es else "episode_return"
     if es:
@@ -133,9 +141,58 @@ def write_results(
         summary["best_fitness"] = last["best_fitness"]
     else:
         summary["nonfinite_chunks"] = int(sum(r["nonfinite_chunks"] for r in history))
+    if config.validation.enabled:
+        summary["validation"] = validation_summary(result, config, history)
     summary["plot"] = plot_file
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def validation_summary(
+    result: MetaTrainResult, config: MetaTrainConfig, history: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """``summary.json``'s report of the selection on validation envs: the envs and their
+    baselines, the curve (``generation``, ``score``, per-env ``env_scores``; a
+    non-finite score is ``null`` and counted in ``nonfinite``), and the selected
+    generation with its score and params file (all ``None`` when no score was finite)."""
+    selection = result.validation
+    selected = int(selection.generation) if selection is not None else -1
+    curve = [
+        {"generation": r["generation"], "score": r["validation_score"],
+         "env_scores": r.get("validation_env_scores")}
+        for r in history if "validation_score" in r
+    ]
+    baselines = result.built.metadata.get("validation_baselines", {})
+    return {
+        "envs": list(config.validation.envs),
+        "every": config.validation.every,
+        "seeds": config.validation.seeds,
+        "normalise": config.validation.normalise,
+        "ppo_returns": baselines.get("ppo_returns"),
+        "random_returns": baselines.get("random_returns"),
+        "selected_generation": selected if selected >= 0 else None,
+        "selected_score": float(selection.score) if selected >= 0 else None,
+        "params_file": VALIDATED_PARAMS_FILE if selected >= 0 else None,
+        "selected_by": "the best finite validation score of the "
+        + ("ES search mean" if config.optimizer == "es" else "meta-gradient iterate"),
+        "nonfinite": sum(1 for point in curve if point["score"] is None),
+        "curve": curve,
+    }
+
+
+def validation_line(validation: dict[str, Any]) -> str:
+    """One line on the selection in ``summary["validation"]``."""
+    envs = ", ".join(validation["envs"])
+    points = len(validation["curve"])
+    if validation["selected_generation"] is None:
+        return (f"validation on {envs}: no finite score in {points} validations; nothing "
+                "selected (validated_params.msgpack not written)")
+    nonfinite = validation["nonfinite"]
+    return (
+        f"validation on {envs}: selected generation {validation['selected_generation']} "
+        f"(score {validation['selected_score']:.3f}, best of {points} validations"
+        + (f", {nonfinite} non-finite" if nonfinite else "") + ")"
+    )
 
 
 def _finite_mean(values: Any) -> float | None:
@@ -172,11 +229,14 @@ def run_meta_training(
     )
 
     def es_line(record: dict) -> str:
-        return (
+        line = (
             f"fitness mean {number(record['fitness_mean'], '.3f')} "
             f"max {number(record['fitness_max'], '.3f')} "
             f"best {number(record['best_fitness'], '.3f')} sigma {record['sigma']:.4f}"
         )
+        if "validation_score" in record:
+            line += f" validation {number(record['validation_score'], '.3f')}"
+        return line
 
     result, console = run_with_progress(
         config, run_dir,
@@ -187,7 +247,11 @@ def run_meta_training(
     )
     if result is None:
         return {}
+    console.print(f"held-out evaluation: 16 fresh agents each with the learned "
+                  f"{config.learned_name} and with PPO-clip on {', '.join(config.task.envs)}")
+    tic = time.perf_counter()
     summary = write(result, config)
+    console.print(f"held-out evaluation done in {time.perf_counter() - tic:.0f} s")
     if es:
         console.print(
             f"fitness (population mean, {config.task.normalise} normalised): first "
@@ -217,7 +281,12 @@ def run_meta_training(
             f"{name}: fresh agents ({config.task.score} return) score {learned} with the "
             f"learned {config.learned_name} vs {ppo} with PPO-clip"
         )
+    validation = summary.get("validation")
+    if validation is not None:
+        console.print(validation_line(validation))
     best = "best_params.msgpack " if es else ""
+    if validation is not None and validation["params_file"]:
+        best += f"{validation['params_file']} "
     console.print(
         f"wrote {run_dir}/: config.yaml metrics.jsonl checkpoints/ mean_params.msgpack "
         f"{best}fitness.png {summary['plot']} summary.json"

@@ -17,6 +17,7 @@ is ``null``, never NaN.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,12 @@ def run_objective_meta_training(
     )
     if result is None:
         return {}
+    console.print(f"held-out evaluation: {config.eval_seeds} fresh agents each with the learned "
+                  f"objective, the initial objective and A2C on "
+                  f"{', '.join(config.levels.held_out)}")
+    tic = time.perf_counter()
     summary = write_objective_results(result, config)
+    console.print(f"held-out evaluation done in {time.perf_counter() - tic:.0f} s")
     evaluation = summary["evaluation"]
     seeds = evaluation["seeds"]
     console.print(

@@ -21,6 +21,7 @@ from discovery.config import to_dict
 from discovery.meta.curricula import Curriculum
 from discovery.meta.loop import MetaLoopState, meta_loop
 from discovery.meta.optimizers import MetaOptimizer
+from discovery.meta.validation import Validation, ValidationState
 from discovery.process_setup import join_distributed_job
 
 
@@ -40,6 +41,8 @@ class BuiltRun:
       level_score: the level score the curriculum learns from.
       steps_per_generation: agent environment steps per generation (for the log).
       metadata: recorded with every checkpoint (e.g. the task's baselines).
+      validation: how the run selects its params on validation envs
+        (:mod:`discovery.meta.validation`), or ``None`` when it does not validate.
     """
 
     component: Any
@@ -53,6 +56,7 @@ class BuiltRun:
     level_score: str | None = None
     steps_per_generation: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    validation: Validation | None = None
 
 
 @dataclass
@@ -73,6 +77,21 @@ class MetaTrainResult:
     def mean_params(self) -> Any:
         """The ES search mean (the same as :attr:`params`)."""
         return self.params
+
+    @property
+    def validation(self) -> ValidationState | None:
+        """The selection on validation envs (best-validated params, their score and
+        generation), or ``None`` when the run does not validate."""
+        return getattr(self.state, "validation", None)
+
+    @property
+    def validated_params(self) -> Any | None:
+        """The best-validated params, or ``None`` when the run does not validate or no
+        validation score was finite (then nothing was selected)."""
+        selection = self.validation
+        if selection is None or int(selection.generation) < 0:
+            return None
+        return selection.params
 
     @property
     def task(self) -> Any:
@@ -138,6 +157,7 @@ def meta_train(
         levels_per_step=built.levels_per_step,
         level_score=built.level_score,
         max_failed_in_a_row=getattr(config, "max_nonfinite_generations", 3),
+        validation=built.validation,
         generations=config.generations,
         checkpoint_every=config.checkpoint_every,
         keep_checkpoints=config.keep_checkpoints,

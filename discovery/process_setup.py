@@ -28,20 +28,25 @@ starts: one CPU device per core, the persistent compilation cache, the
   cluster JAX detects) is set.
 
 Nothing here starts the backend: importing ``discovery`` leaves it to the first
-computation, so the CLI can still set the device count from its flags.
+computation, so the CLI can still set the device count from its flags. Nor does it
+import JAX (about 4 s): the device count is an environment variable, and the cache and
+the join run the moment JAX is first imported (:func:`after_import`), still before any
+program compiles, so ``discover --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import os
 import re
+import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import jax
 
 CPU_DEVICES_ENV = "DISCOVERY_CPU_DEVICES"
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -76,6 +81,8 @@ def parse_cpu_devices(value: str, source: str = CPU_DEVICES_ENV) -> int:
 
 def backend_started() -> bool:
     """Whether JAX's backend is running (then XLA_FLAGS can no longer change)."""
+    if "jax" not in sys.modules:
+        return False
     try:
         from jax._src import xla_bridge
 
@@ -128,6 +135,8 @@ def configure_compilation_cache() -> Path | None:
     """Point JAX's persistent compilation cache at Discovery's folder, its entries written
     whole (:func:`make_cache_entries_atomic`); returns the folder in use (``None`` when
     off)."""
+    import jax
+
     setting = os.environ.get(CACHE_ENV, "").strip()
     if setting.lower() in CACHE_OFF:
         jax.config.update("jax_enable_compilation_cache", False)
@@ -251,6 +260,8 @@ def join_distributed_job() -> bool:
     process has not joined yet; returns whether the process is in a job."""
     address = os.environ.get("JAX_COORDINATOR_ADDRESS")
     if address and not distributed_started():
+        import jax
+
         # jax.distributed.initialize() reads only the address from the environment; the
         # process count and id come from a detected cluster unless given here.
         counts = {}
@@ -263,6 +274,47 @@ def join_distributed_job() -> bool:
                 counts[argument] = int(value)
         jax.distributed.initialize(coordinator_address=address, **counts)
     return distributed_started()
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Finds module ``name`` as the other finders would, and runs ``callback`` once its
+    module has executed (then leaves ``sys.meta_path``)."""
+
+    def __init__(self, name: str, callback: Callable[[], None]) -> None:
+        self.name, self.callback = name, callback
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader, callback = spec.loader, self.callback
+        exec_module = loader.exec_module
+
+        def exec_then_call(module: Any) -> None:
+            exec_module(module)
+            loader.exec_module = exec_module  # type: ignore[method-assign]
+            callback()
+
+        loader.exec_module = exec_then_call  # type: ignore[method-assign]
+        return spec
+
+
+def after_import(name: str, callback: Callable[[], None]) -> None:
+    """Run ``callback`` now if module ``name`` is imported, else right after its first
+    import (before any code that imported it goes on)."""
+    if name in sys.modules:
+        callback()
+    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, callback))
+
+
+def setup_jax() -> None:
+    """The setup that needs JAX itself: the compilation cache and the distributed join."""
+    configure_compilation_cache()
+    join_distributed_job()
 
 
 def setup_process() -> None:
@@ -278,5 +330,4 @@ def setup_process() -> None:
         warnings.warn(f"{CPU_DEVICES_ENV} has no effect: JAX's backend started before "
                       "discovery was imported; import discovery first", RuntimeWarning,
                       stacklevel=2)
-    configure_compilation_cache()
-    join_distributed_job()
+    after_import("jax", setup_jax)

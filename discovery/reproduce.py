@@ -32,6 +32,8 @@ import numpy as np
 
 from discovery.config import ConfigError, read_json_object
 from discovery.files import (
+    FolderInUseError,
+    FolderLock,
     folder_problem,
     loads_strict,
     lock_folder,
@@ -330,16 +332,19 @@ def normalised_scores(record: dict[str, Any], method: str) -> np.ndarray:
 
 def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
               only: tuple[str, ...] = (), log: Callable[[str], None] = print,
-              progress: bool = False) -> Report:
+              progress: bool = False,
+              on_record: Callable[[int, str, dict[str, Any]], None] | None = None) -> Report:
     """Run the pieces of claim ``name`` at ``scale`` that have no record yet (``only``:
     just those pieces), each with a progress bar if ``progress``, then write its report
-    from every record there.
+    from every record there. ``on_record(index, piece, record)`` hears of each record as
+    it is written (a tracker's step is the piece's index in the claim).
 
     Before any piece computes, the results folder is checked (a folder, or creatable,
-    and writable) and its claim folder is locked: one process at a time runs a claim
-    at a scale into a results folder, and a second one started meanwhile raises
+    and writable). Each piece is locked while it runs (:func:`piece_lock`), so several
+    processes can share a claim's pieces: one skips a piece another is running, and a
+    piece asked for by name (``only``) that another process holds raises
     :class:`discovery.files.FolderInUseError` rather than mixing its records and runs
-    with the first's.
+    with the other's. The report is written under the claim folder's own lock.
     """
     _check_scale(scale)
     module = claim_module(name)
@@ -354,47 +359,80 @@ def reproduce(name: str, scale: str = "cpu", results: Path = Path("results"),
     if problem is not None:
         raise ConfigError(f"results: {str(results)!r} cannot hold the claim's results: "
                           f"{problem}; allowed: a folder you can write to", field="results")
-    with lock_folder(folder, "results folder",
-                     "give another results folder (--results)"):
-        _run_pieces(name, scale, folder, pieces, only, log, progress)
+    for index, piece in enumerate(pieces):
+        if only and piece.name not in only:
+            continue
+        try:
+            lock = piece_lock(folder, piece.name)
+        except FolderInUseError:
+            if only:
+                raise
+            log(f"{name} [{scale}]: {piece.name} is running in another process; skipped")
+            continue
+        with lock:
+            record = _run_piece(name, scale, folder, piece, log, progress)
+        if record is not None and on_record is not None:
+            on_record(index, piece.name, record)
+    with _report_lock(folder):
         return write_report(name, scale, results)
 
 
-def _run_pieces(name: str, scale: str, folder: Path, pieces: list[Piece],
-                only: tuple[str, ...], log: Callable[[str], None], progress: bool) -> None:
-    """:func:`reproduce`'s pieces, once this process holds the claim's folder."""
-    for piece in pieces:
-        path = piece_path(folder, piece.name)
-        if path.exists() or (only and piece.name not in only):
-            continue
-        log(f"{name} [{scale}]: running {piece.name}")
-        tic = time.perf_counter()
-        with _progress_bar(piece.name, show=progress) as report_progress:
-            record = piece.run(folder, report_progress)
-        record["wall_time_s"] = round(time.perf_counter() - tic, 1)
-        record["machine"] = machine()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, record)
-        log(f"{name} [{scale}]: {piece.name} done in {record['wall_time_s']:.0f} s")
+#: How long a process waits for another to finish writing the same claim's report.
+REPORT_WAIT_S = 120.0
+
+
+def _report_lock(folder: Path) -> FolderLock:
+    """The claim folder's lock for writing its report, waited for (up to
+    ``REPORT_WAIT_S``) while another process writes the report: seconds, not a run."""
+    deadline = time.monotonic() + REPORT_WAIT_S
+    while True:
+        try:
+            return lock_folder(folder, "results folder", "wait for its report to be written")
+        except FolderInUseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def piece_lock(folder: Path, piece: str) -> FolderLock:
+    """The lock a process holds while it runs ``piece`` of a claim's results ``folder``:
+    on ``<folder>/running/<piece>/`` (removed again when released)."""
+    slug = piece.replace("/", "__")
+    return lock_folder(Path(folder) / "running" / slug, f"piece {piece!r}",
+                       "run another piece (--piece) or give another results folder "
+                       "(--results)")
+
+
+def _run_piece(name: str, scale: str, folder: Path, piece: Piece,
+               log: Callable[[str], None], progress: bool) -> dict[str, Any] | None:
+    """Run ``piece`` and write its record, unless it has one; this process holds its
+    :func:`piece_lock`. Returns the new record (``None`` when it had one)."""
+    path = piece_path(folder, piece.name)
+    if path.exists():
+        return None
+    log(f"{name} [{scale}]: running {piece.name}")
+    tic = time.perf_counter()
+    with _progress_bar(piece.name, show=progress) as report_progress:
+        record = piece.run(folder, report_progress)
+    record["wall_time_s"] = round(time.perf_counter() - tic, 1)
+    record["machine"] = machine()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
+    log(f"{name} [{scale}]: {piece.name} done in {record['wall_time_s']:.0f} s")
+    return record
 
 
 @contextlib.contextmanager
 def _progress_bar(label: str, show: bool) -> Iterator[Progress]:
-    """A rich progress bar for one piece (its total set by the piece's first report), or
-    :func:`no_progress` when not ``show``."""
+    """Progress for one piece (:mod:`discovery.progress`: a bar in a terminal, plain lines
+    in a log; its total set by the piece's first report), or :func:`no_progress` when not
+    ``show``."""
     if not show:
         yield no_progress
         return
-    from rich import progress as rich
+    from discovery.progress import progress
 
-    with rich.Progress(rich.TextColumn(label), rich.BarColumn(), rich.MofNCompleteColumn(),
-                       rich.TextColumn("{task.fields[line]}"),
-                       rich.TimeElapsedColumn()) as bar:
-        task = bar.add_task(label, total=None, line="starting")
-
-        def report(done: int, total: int, line: str) -> None:
-            bar.update(task, completed=done, total=total, line=line)
-
+    with progress(label) as report:
         yield report
 
 

@@ -63,9 +63,13 @@ def holds_a_run(run_dir: Path) -> bool:
 
 
 def prepare_run_folder(
-    run_dir: str | Path, config: Mapping[str, Any], *, resume: bool, overwrite: bool = False
+    run_dir: str | Path, config: Mapping[str, Any], *, resume: bool, overwrite: bool = False,
+    defaults: Mapping[str, Any] | None = None,
 ) -> RunFolderPlan:
     """Check ``run_dir`` against ``config`` (a plain dict, ``discovery.config.to_dict``).
+    A field the checkpoint's config lacks (it was made before the field existed) counts
+    as its value in ``defaults`` (the config class's defaults, as a plain dict): what
+    the older version did.
 
     Raises :class:`CheckpointError` for a fresh run into a folder that holds a run
     (without ``overwrite``), for a resume whose config differs from the checkpoint's in
@@ -100,7 +104,7 @@ def prepare_run_folder(
         recorded = metadata.get("config")
         if recorded is None:
             recorded = _config_yaml(run_dir)
-        changed = _differences(recorded, config)
+        changed = _differences(_with_defaults(recorded, defaults or {}), config)
         refused = [line for field, line in changed if field not in RESUMABLE_CHANGES]
         if refused:
             raise CheckpointError(
@@ -139,7 +143,8 @@ def start_run(
     from discovery.config import save_config, to_dict
 
     if plan is None:
-        plan = prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite)
+        plan = prepare_run_folder(run_dir, to_dict(config), resume=resume, overwrite=overwrite,
+                                  defaults=to_dict(type(config)()))
     for note in plan.notes:
         report(note)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +222,19 @@ def _config_yaml(run_dir: Path) -> dict[str, Any]:
             "config.yaml to check the resume against"
         )
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def _with_defaults(recorded: Any, defaults: Mapping[str, Any]) -> Any:
+    """``recorded`` with every field it lacks taken from ``defaults`` (nested)."""
+    if not isinstance(recorded, Mapping):
+        return recorded
+    merged = dict(recorded)
+    for key, value in defaults.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, Mapping):
+            merged[key] = _with_defaults(merged[key], value)
+    return merged
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, str]]:

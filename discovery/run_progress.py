@@ -1,6 +1,7 @@
 """`discover meta-train`'s console run, shared by every component: the run folder is
-checked, a progress bar follows the generations (and a tracker gets every record), and
-the finished result is handed back for the component's results writer."""
+checked, progress follows the generations (a bar in a terminal, plain lines in a log;
+:mod:`discovery.progress`) and a tracker gets every record, and the finished result is
+handed back for the component's results writer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import jax
 import numpy as np
 
 from discovery.pipeline import MetaTrainResult, meta_train
+from discovery.progress import progress
 from discovery.run_folder import RunFolderPlan, start_run, writes_results
 
 
@@ -38,19 +40,6 @@ def generation_line(record: dict[str, Any]) -> str:
     return metagrad_line(record)
 
 
-def generation_progress(console: Any) -> Any:
-    """A rich progress bar over generations with a free-text status line (``line``)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("generation {task.completed}/{task.total}"),
-        BarColumn(),
-        TextColumn("{task.fields[line]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
 def run_with_progress(
     config: Any,
     run_dir: Path,
@@ -62,7 +51,7 @@ def run_with_progress(
     plan: RunFolderPlan | None = None,
 ) -> tuple[MetaTrainResult | None, Any]:
     """Check the run folder (nothing is written before that passes), print ``headline``,
-    meta-train with a progress bar showing ``line(record)``, and return ``(result,
+    meta-train with progress showing ``line(record)``, and return ``(result,
     console)``; ``result`` is ``None`` on the processes of a ``jax.distributed`` job
     other than process 0, which write no results."""
     from rich.console import Console
@@ -71,12 +60,10 @@ def run_with_progress(
     plan = start_run(run_dir, config, resume=resume, overwrite=overwrite, plan=plan,
                      report=lambda note: console.print(f"[yellow]resume:[/] {note}"))
     console.print(f"[bold]meta-train[/] {headline} -> {run_dir}")
-    progress = generation_progress(console)
-    with progress:
-        bar = progress.add_task("meta", total=config.generations, line="starting")
+    with progress("generation", config.generations, console=console) as report:
 
         def on_generation(record: dict) -> None:
-            progress.update(bar, completed=record["generation"] + 1, line=line(record))
+            report(record["generation"] + 1, config.generations, line(record))
             if tracker is not None and jax.process_index() == 0:
                 tracker.log(record["generation"], record)
 

@@ -28,6 +28,7 @@ nothing to summarise: then the result is NaN (an :class:`Interval` of NaNs), mea
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -322,3 +323,156 @@ def summarise_over_seeds(values: np.ndarray) -> dict[str, list]:
         "seeds_covered": counts,
         "per_seed": [[float(x) if np.isfinite(x) else None for x in row] for row in values],
     }
+
+
+# --------------------------------------------------------------------------------------
+# Paired comparisons across environments, probability of improvement and performance
+# profiles (Agarwal et al., 2021, "Deep Reinforcement Learning at the Edge of the
+# Statistical Precipice"): written here in numpy, not taken from rliable.
+
+#: :func:`stratified_sign_flip_p` enumerates every sign flip up to this many units in all
+#: (2^16 = 65536 flips), and draws random flips beyond.
+EXACT_SIGN_FLIP_UNITS = 16
+
+
+def _finite_rows(rows: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each row's finite values (a row may come out empty)."""
+    return [_finite(row) for row in rows]
+
+
+def stratified_paired_interval(rows: Sequence[np.ndarray], confidence: float = 0.95) -> Interval:
+    """Mean over strata (environments) of each stratum's mean paired difference, with a t
+    interval: its variance is ``sum_e s_e^2 / n_e / E^2`` and its degrees of freedom
+    Welch-Satterthwaite's. ``rows[e]`` holds stratum ``e``'s per-unit differences; a
+    stratum with fewer than two finite ones takes no part. With one stratum this is
+    :func:`t_interval`. ``n`` counts the units of the strata that take part."""
+    from scipy import stats as scipy_stats
+
+    rows = [row for row in _finite_rows(rows) if row.size >= 2]
+    if not rows:
+        return NO_DATA
+    count = len(rows)
+    estimate = float(np.mean([row.mean() for row in rows]))
+    variances = np.array([row.var(ddof=1) / row.size for row in rows]) / count**2
+    units = int(sum(row.size for row in rows))
+    se = float(np.sqrt(variances.sum()))
+    if se == 0:
+        return Interval(estimate, estimate, estimate, units)
+    dofs = np.array([row.size - 1 for row in rows], dtype=np.float64)
+    df = float(variances.sum() ** 2 / np.sum(variances**2 / dofs))
+    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return Interval(estimate, estimate - half, estimate + half, units, df)
+
+
+def stratified_sign_flip_p(rows: Sequence[np.ndarray], samples: int = 10_000,
+                           seed: int = 0) -> tuple[float, str]:
+    """Two-sided paired permutation p-value of the mean over strata of each stratum's mean
+    difference: under the null each unit's difference is as likely to have either sign,
+    so the units' signs are flipped independently. Exact (every flip) up to
+    :data:`EXACT_SIGN_FLIP_UNITS` units, else Monte Carlo over ``samples`` random flips
+    with ``(1 + hits) / (1 + samples)``, which never understates p. Returns ``(p,
+    "exact" | "monte carlo")``; ``(NaN, "no data")`` without a finite difference. With
+    one stratum the exact p is :func:`sign_flip_p`'s."""
+    rows = [row for row in _finite_rows(rows) if row.size]
+    if not rows:
+        return float("nan"), "no data"
+    values = np.concatenate(rows)
+    weights = np.concatenate([np.full(row.size, 1.0 / (row.size * len(rows))) for row in rows])
+    weighted = values * weights
+    observed = abs(weighted.sum())
+    tolerance = 1e-12 * max(1.0, observed)
+    if values.size <= EXACT_SIGN_FLIP_UNITS:
+        flips = ((np.arange(2**values.size)[:, None] >> np.arange(values.size)) & 1)
+        statistics = np.abs((1.0 - 2.0 * flips) @ weighted)
+        return float(np.mean(statistics >= observed - tolerance)), "exact"
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, samples, 4096):
+        size = min(4096, samples - start)
+        signs = rng.choice((-1.0, 1.0), size=(size, values.size))
+        hits += int(np.sum(np.abs(signs @ weighted) >= observed - tolerance))
+    return float((1 + hits) / (1 + samples)), "monte carlo"
+
+
+def _improvement_probability(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``P(X > Y) + P(X = Y) / 2`` of the rows of ``x [B, n]`` against those of ``y [B, m]``:
+    the Mann-Whitney U of each row pair over ``n m``, from mid-ranks of the pooled row."""
+    from scipy.stats import rankdata
+
+    n, m = x.shape[-1], y.shape[-1]
+    ranks = rankdata(np.concatenate([x, y], axis=-1), axis=-1)
+    return (ranks[..., :n].sum(axis=-1) - n * (n + 1) / 2) / (n * m)
+
+
+def probability_of_improvement(treated: Sequence[np.ndarray],
+                               control: Sequence[np.ndarray]) -> float:
+    """Probability of improvement (Agarwal et al., 2021): per environment the chance that
+    a run of ``treated`` scores higher than one of ``control`` (ties count a half; the
+    Mann-Whitney U over ``n m``), averaged over the environments where both have a
+    finite run. NaN ("no data") where none has."""
+    pairs = [(x, y) for x, y in zip(_finite_rows(treated), _finite_rows(control))
+             if x.size and y.size]
+    if not pairs:
+        return float("nan")
+    return float(np.mean([_improvement_probability(x[None], y[None])[0] for x, y in pairs]))
+
+
+def stratified_bootstrap_probability_of_improvement(
+    treated: Sequence[np.ndarray], control: Sequence[np.ndarray], confidence: float = 0.95,
+    samples: int = 2000, seed: int = 0,
+) -> Interval:
+    """:func:`probability_of_improvement` with a stratified percentile-bootstrap CI: each
+    resample redraws both methods' runs within every environment (Agarwal et al., 2021).
+    ``n`` counts the environments it averages over."""
+    pairs = [(x, y) for x, y in zip(_finite_rows(treated), _finite_rows(control))
+             if x.size and y.size]
+    if not pairs:
+        return NO_DATA
+    rng = np.random.default_rng(seed)
+    resampled = np.zeros(samples)
+    for x, y in pairs:
+        xs = x[rng.integers(0, x.size, size=(samples, x.size))]
+        ys = y[rng.integers(0, y.size, size=(samples, y.size))]
+        resampled += _improvement_probability(xs, ys) / len(pairs)
+    return percentile_interval(probability_of_improvement(treated, control), resampled,
+                               confidence, len(pairs))
+
+
+def _fraction_above(runs: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """Per row of ``runs [B, n]``, the fraction of its runs above each ``tau``: ``[B, T]``."""
+    ordered = np.sort(runs, axis=-1)
+    below = np.stack([np.searchsorted(row, taus, side="right") for row in ordered])
+    return 1.0 - below / runs.shape[-1]
+
+
+def performance_profile(scores: Sequence[np.ndarray], taus: np.ndarray) -> np.ndarray:
+    """Performance profile (Agarwal et al., 2021): for each threshold ``tau``, the
+    fraction of runs whose (normalised) score exceeds it, averaged over environments so
+    that each counts once however many of its runs are finite (the pooled fraction when
+    all have the same number of runs). ``[T]``; NaN without a finite run."""
+    rows = [row for row in _finite_rows(scores) if row.size]
+    taus = np.asarray(taus, dtype=np.float64)
+    if not rows:
+        return np.full(taus.shape, np.nan)
+    return np.mean([_fraction_above(row[None], taus)[0] for row in rows], axis=0)
+
+
+def stratified_bootstrap_profile(
+    scores: Sequence[np.ndarray], taus: np.ndarray, confidence: float = 0.95,
+    samples: int = 2000, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`performance_profile` with a pointwise stratified percentile-bootstrap band
+    (runs redrawn within each environment): ``(profile, low, high)``, each ``[T]``."""
+    rows = [row for row in _finite_rows(scores) if row.size]
+    taus = np.asarray(taus, dtype=np.float64)
+    point = performance_profile(rows, taus)
+    if not rows:
+        return point, point.copy(), point.copy()
+    rng = np.random.default_rng(seed)
+    resampled = np.zeros((samples, taus.size))
+    for row in rows:
+        drawn = row[rng.integers(0, row.size, size=(samples, row.size))]
+        resampled += _fraction_above(drawn, taus) / len(rows)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(resampled, [tail, 100 - tail], axis=0)
+    return point, low, high

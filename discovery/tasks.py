@@ -88,21 +88,26 @@ class DriftTaskConfig:
                 )
         if self.seeds < 1:
             raise ValueError(f"seeds={self.seeds} must be >= 1")
-        if self.normalise == "fixed":
-            if len(self.normalisers) != len(self.envs):
-                raise ValueError(
-                    f"normalisers={self.normalisers}: normalise=fixed needs one per env "
-                    f"({len(self.envs)} envs: {', '.join(self.envs)})"
-                )
-            if not all(np.isfinite(c) and c > 0 for c in self.normalisers):
-                raise ValueError(
-                    f"normalisers={self.normalisers}: each must be a positive finite number"
-                )
-        elif self.normalisers:
+        check_normalisers(self.normalise, self.normalisers, self.envs, "env")
+
+
+def check_normalisers(normalise: str, normalisers: tuple[float, ...], envs: tuple[str, ...],
+                      what: str) -> None:
+    """``normalisers`` fit ``normalise``: one positive finite divisor per env (``what``
+    names the envs: "env", "validation env") for ``fixed``, none otherwise."""
+    if normalise == "fixed":
+        if len(normalisers) != len(envs):
             raise ValueError(
-                f"normalisers={self.normalisers} is only used with normalise=fixed "
-                f"(normalise={self.normalise!r})"
+                f"normalisers={normalisers}: normalise=fixed needs one per {what} "
+                f"({len(envs)} envs: {', '.join(envs) or 'none'})"
             )
+        if not all(np.isfinite(c) and c > 0 for c in normalisers):
+            raise ValueError(f"normalisers={normalisers}: each must be a positive finite number")
+    elif normalisers:
+        raise ValueError(
+            f"normalisers={normalisers} is only used with normalise=fixed "
+            f"(normalise={normalise!r})"
+        )
 
 
 #: Keyword arguments with which :func:`make_drift_task` builds the drift it meta-trains
@@ -239,6 +244,7 @@ def make_evaluator(
         env_keys = jax.random.split(key, len(scores))
         return np.stack([np.asarray(score(drift_params, k)) for score, k in zip(scores, env_keys)])
 
+    evaluate.programs = tuple(scores)  # the jitted per-env programs (tests count compiles)
     return evaluate
 
 
@@ -250,14 +256,16 @@ def evaluate_drift(
 
 
 def normaliser(
-    config: DriftTaskConfig, ppo_returns: np.ndarray, random_returns: np.ndarray
+    config: DriftTaskConfig, ppo_returns: np.ndarray | None, random_returns: np.ndarray | None,
+    section: str = "task",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(offset, scale)`` per env with ``normalised = (R - offset) / scale``.
 
     Refuses a measured denominator that would invert or blow up ES's ordering: PPO's
     return at or below random play's (``ppo_random``), or a non-positive PPO return
     (``ppo``, e.g. Acrobot, MountainCar, Pendulum), or one within ``min_baseline_gap``
-    of it relative to the returns' scale.
+    of it relative to the returns' scale. ``section`` is the config section the
+    normalisation is set in (``task``, ``validation``), named in the error.
     """
     if config.normalise == "none":
         return np.zeros(len(config.envs)), np.ones(len(config.envs))
@@ -273,12 +281,12 @@ def normaliser(
     for name, ppo, rnd, s, m in zip(config.envs, ppo_returns, random_returns, scale, magnitude):
         if not s > config.min_baseline_gap * m:
             raise ConfigError(
-                f"task.normalise={config.normalise!r} cannot normalise {name}: PPO-clip "
+                f"{section}.normalise={config.normalise!r} cannot normalise {name}: PPO-clip "
                 f"returns {ppo:.4g} and random play {rnd:.4g}; {need} by more than "
                 f"min_baseline_gap={config.min_baseline_gap} of the returns' scale. Use "
-                "normalise=fixed with task.normalisers (e.g. published returns), "
+                f"normalise=fixed with {section}.normalisers (e.g. published returns), "
                 "ppo_random for envs with negative returns, or none",
-                field="task.normalise",
+                field=f"{section}.normalise",
             )
     return np.asarray(offset, np.float64), np.asarray(scale, np.float64)
 
@@ -335,6 +343,42 @@ def make_level_fitness(
     return fitness_on_levels
 
 
+def measure_baselines(
+    config: DriftTaskConfig,
+    drift: Drift,
+    key: jax.Array,
+    evaluate: Callable[[Any, jax.Array], np.ndarray] | None = None,
+    what: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ppo_returns, random_returns)`` per env of ``config``: PPO-clip's mean return over
+    ``config.baseline_seeds`` fresh agents (``evaluate``, default
+    :func:`make_evaluator`'s with those seeds) and a uniformly random policy's.
+
+    Raises ``ConfigError`` when every PPO-clip seed diverged on an env (no drift can be
+    scored against it); ``what`` says which envs these are in that message.
+    """
+    key_ppo, key_random = jax.random.split(key)
+    if evaluate is None:
+        evaluate = make_evaluator(config, drift, config.baseline_seeds)
+    baseline = evaluate(ppo_params_for(drift, key_ppo), key_ppo)
+    summary = summarise_over_seeds(baseline)
+    for name, mean in zip(config.envs, summary["mean"]):
+        if mean is None:
+            raise ConfigError(
+                f"task.ppo: the PPO-clip baseline diverged on {name}{what} in all "
+                f"{config.baseline_seeds} seeds "
+                "(non-finite losses or params), so no drift can be scored against it: check "
+                "task.ppo (lr, num_envs, num_steps, total_timesteps)",
+                field="task.ppo",
+            )
+    ppo_returns = np.asarray(summary["mean"], np.float64)
+    random_returns = np.array(
+        [random_policy_return(name, k) for name, k in
+         zip(config.envs, jax.random.split(key_random, len(config.envs)))]
+    )
+    return ppo_returns, random_returns
+
+
 def make_drift_task(
     config: DriftTaskConfig,
     key: jax.Array,
@@ -356,25 +400,8 @@ def make_drift_task(
         drift = make_drift(config.drift, **TASK_DRIFT_KWARGS)
     scorers = _env_scorers(config, drift)
 
-    key_ppo, key_random = jax.random.split(key)
-    baseline = evaluate_drift(
-        config, drift, ppo_params_for(drift, key_ppo), key_ppo, config.baseline_seeds
-    )
-    summary = summarise_over_seeds(baseline)
-    for name, mean in zip(config.envs, summary["mean"]):
-        if mean is None:
-            raise ConfigError(
-                f"task.ppo: the PPO-clip baseline diverged on {name} in all "
-                f"{config.baseline_seeds} seeds "
-                "(non-finite losses or params), so no drift can be scored against it: check "
-                "task.ppo (lr, num_envs, num_steps, total_timesteps)",
-                field="task.ppo",
-            )
-    ppo_returns = np.asarray(summary["mean"], np.float64)
-    random_returns = np.array(
-        [random_policy_return(name, k) for name, k in
-         zip(config.envs, jax.random.split(key_random, len(config.envs)))]
-    )
+    key_ppo, _ = jax.random.split(key)
+    ppo_returns, random_returns = measure_baselines(config, drift, key)
     offset, scale = normaliser(config, ppo_returns, random_returns)
     offset_j, scale_j = jnp.asarray(offset, jnp.float32), jnp.asarray(scale, jnp.float32)
 

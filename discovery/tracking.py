@@ -16,10 +16,14 @@ Backends:
   is a histogram of its finite entries; strings and other values are skipped. Nested
   mappings become ``/``-joined tags (``{"extra": {"regret": 1}}`` -> ``extra/regret``).
   The config is logged once, as JSON text under the tag ``config``.
-- ``"wandb"``: ``wandb.init(project="discovery", name=run_name, dir=run_dir, config=...)``
-  in offline mode unless ``wandb_mode`` or ``$WANDB_MODE`` says otherwise, so nothing
-  needs the network (``wandb sync`` uploads an offline run later). Finite numeric
-  scalars (flattened as above) are logged with ``step=step``; ``close`` calls ``finish``.
+- ``"wandb"``: ``wandb.init(project=..., group=..., tags=..., name=run_name,
+  dir=run_dir, config=..., id=..., resume="allow")`` in offline mode unless
+  ``wandb_mode`` or ``$WANDB_MODE`` says otherwise, so nothing needs the network
+  (``wandb sync`` uploads an offline run later). The project defaults to ``discovery``
+  (or ``$WANDB_PROJECT``). The run's id is kept in ``run_dir/wandb-run-id``, so a run
+  resumed after a kill continues the same W&B run instead of starting a second one.
+  Finite numeric scalars (flattened as above) are logged with ``step=step``; ``close``
+  calls ``finish``.
 
 tensorboardX and wandb come with the ``tracking`` extra and are imported only when their
 backend is made, so importing this module never needs them. Trackers do not know about
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +43,7 @@ from typing import Any, Protocol, TextIO, TypeVar, runtime_checkable
 
 import numpy as np
 
-from discovery.files import to_json
+from discovery.files import to_json, write_text_atomic
 
 TRACKERS = ("jsonl", "tensorboard", "wandb")
 
@@ -106,14 +112,19 @@ def make_tracker(
     run_name: str,
     config: Mapping[str, Any] | None = None,
     wandb_mode: str | None = None,
+    wandb_project: str | None = None,
+    wandb_group: str | None = None,
+    wandb_tags: Sequence[str] = (),
 ) -> FanOutTracker:
     """A tracker that sends every ``log`` to each requested backend, in order.
 
     ``backends`` is validated with ``parse_backends`` (duplicates ignored); an empty
     list gives a tracker that does nothing. ``config`` is the run's configuration
     (logged once by TensorBoard and W&B). ``wandb_mode`` overrides ``$WANDB_MODE``;
-    the default is ``"offline"``. If a backend cannot be made (e.g. its package is
-    missing), the ones already made are closed and ``TrackingError`` is raised.
+    the default is ``"offline"``. ``wandb_project``, ``wandb_group`` and ``wandb_tags``
+    place the W&B run (project default ``$WANDB_PROJECT``, else ``discovery``). If a
+    backend cannot be made (e.g. its package is missing), the ones already made are
+    closed and ``TrackingError`` is raised.
     """
     run_dir = Path(run_dir)
     trackers: list[Tracker] = []
@@ -124,7 +135,8 @@ def make_tracker(
             elif name == "tensorboard":
                 trackers.append(TensorBoardTracker(run_dir / "tensorboard", config))
             else:
-                trackers.append(WandbTracker(run_dir, run_name, config, wandb_mode))
+                trackers.append(WandbTracker(run_dir, run_name, config, wandb_mode,
+                                             wandb_project, wandb_group, wandb_tags))
     except BaseException:
         FanOutTracker(trackers).close()
         raise
@@ -210,8 +222,30 @@ class TensorBoardTracker(_ClosingContext):
             self._writer = None
 
 
+#: Where a run folder keeps its W&B run id, and what an id may look like.
+WANDB_ID_FILE = "wandb-run-id"
+_WANDB_ID = re.compile(r"[a-z0-9]{1,64}")
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id of ``run_dir``: the one it kept, else a new one, kept (atomically)
+    before the run starts so that a kill at any point resumes the same W&B run."""
+    path = run_dir / WANDB_ID_FILE
+    if path.exists():
+        text = path.read_text().strip()
+        if not _WANDB_ID.fullmatch(text):
+            raise TrackingError(f"{path}: got {text[:80]!r}; allowed: the W&B run id this "
+                                "folder's run logged to (1-64 lower-case letters and digits)"
+                                "; delete the file to start a new W&B run")
+        return text
+    run_id = secrets.token_hex(8)
+    write_text_atomic(path, run_id + "\n")
+    return run_id
+
+
 class WandbTracker(_ClosingContext):
-    """A Weights & Biases run, offline by default: finite numeric scalars at ``step``."""
+    """A Weights & Biases run, offline by default, resumed across a run's restarts:
+    finite numeric scalars at ``step``."""
 
     def __init__(
         self,
@@ -219,6 +253,9 @@ class WandbTracker(_ClosingContext):
         run_name: str,
         config: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        project: str | None = None,
+        group: str | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
         try:
             import wandb
@@ -229,12 +266,17 @@ class WandbTracker(_ClosingContext):
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.mode = mode or os.environ.get("WANDB_MODE") or "offline"
+        self.run_id = wandb_run_id(run_dir)
         self._run: Any = wandb.init(
-            project="discovery",
+            project=project or os.environ.get("WANDB_PROJECT") or "discovery",
+            group=group,
+            tags=list(tags) or None,
             name=run_name,
             dir=str(run_dir),
             config=to_json(dict(config)) if config is not None else None,
             mode=self.mode,
+            id=self.run_id,
+            resume="allow",
         )
 
     def log(self, step: int, record: Mapping[str, Any]) -> None:

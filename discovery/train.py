@@ -24,7 +24,17 @@ from discovery.files import dumps, write_text_atomic
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One PPO training run: an environment, a drift, several seeds in one jitted call."""
+    """One PPO training run: an environment, a drift, several seeds in one jitted call.
+
+    Attributes:
+      name: run name (default ``ENV-DRIFT-sSEED``); results go to ``<runs_dir>/<name>/``.
+      env: environment name (``discover envs``).
+      drift: ``ppo`` (PPO-clip), ``dpo`` (Lu et al., 2022), ``lpo`` or ``ta_lpo`` (a
+        learned drift at its initial parameters; use a zoo entry for a discovered one).
+      seeds: agents trained side by side in one compiled call.
+      seed: base seed; same config and seed give the same numbers.
+      ppo: the PPO settings.
+    """
 
     name: str = ""
     env: str = "CartPole-v1"
@@ -73,6 +83,7 @@ def train_seeds(
     config: TrainConfig,
     drift_params: Any = None,
     on_update: Callable[[int], None] | None = None,
+    on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> TrainResult:
     """Train ``config.seeds`` agents, vmapped over seeds, in one jitted program (per
     device: the seeds are split over the devices, :mod:`discovery.devices`).
@@ -83,6 +94,9 @@ def train_seeds(
     chunk with the last update done (0-based): the same experience and returns as
     without, the loss means to float rounding. Programs without host callbacks are what
     JAX's persistent cache keeps, so a second identical run skips compiling.
+    ``on_chunk(first, metrics)`` (which also runs in chunks) gets each chunk's metrics
+    ``[seeds, updates in the chunk]`` as they arrive, its first update 0-based: a
+    tracker logs them as training goes (:func:`update_records`).
     """
     env, env_params = env_registry.make(config.env)
     drift = make_drift(config.drift)
@@ -90,7 +104,7 @@ def train_seeds(
         drift_params = drift.init(jax.random.key(config.seed))
     keys = jax.random.split(jax.random.key(config.seed), config.seeds)
     devices = jax.local_devices()[:split_count(config.seeds, "seeds")]
-    if on_update is None:
+    if on_update is None and on_chunk is None:
         train = make_train(config.ppo, env, env_params, drift)
 
         def train_one(key, drift_params):
@@ -111,7 +125,10 @@ def train_seeds(
         for first in range(0, num_updates, chunk):
             state, part = step((state, update_keys[:, first:first + chunk]), drift_params)
             parts.append(part)
-            on_update(min(first + chunk, num_updates) - 1)
+            if on_chunk is not None:
+                on_chunk(first, {k: np.asarray(v) for k, v in jax.device_get(part).items()})
+            if on_update is not None:
+                on_update(min(first + chunk, num_updates) - 1)
         metrics = jax.tree.map(lambda *chunks: np.concatenate(chunks, axis=1), *parts)
         failed = jax.jit(jax.vmap(diverged))(state, metrics)
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
@@ -119,23 +136,34 @@ def train_seeds(
     return TrainResult(metrics, steps, np.asarray(failed))
 
 
-def write_train_metrics(result: TrainResult, path: Path) -> None:
-    """One strict-JSON line per update: env steps, returns (mean over the seeds that
-    have a value, how many, and per seed; ``null`` where missing), mean losses.
+def update_records(metrics: dict[str, np.ndarray], first_update: int,
+                   steps_per_update: int) -> list[dict[str, Any]]:
+    """One record per update of ``metrics`` ``[seeds, updates]`` (its first update is
+    ``first_update``): env steps, returns (mean over the seeds that have a value, how
+    many, and per seed; ``None`` where missing), mean losses.
 
     ``episode_return`` is over episodes that ended in the update (missing where none
     did); ``latest_return`` exists at every update (each env's last finished episode).
     """
-    lines = []
-    for update, steps in enumerate(result.env_steps):
-        record: dict[str, Any] = {"update": update, "env_steps": int(steps)}
+    records = []
+    for column in range(metrics["latest_return"].shape[1]):
+        update = first_update + column
+        record: dict[str, Any] = {"update": update,
+                                  "env_steps": (update + 1) * steps_per_update}
         for name in ("episode_return", "latest_return"):
-            per_seed = result.metrics[name][:, update]
+            per_seed = metrics[name][:, column]
             finite = np.isfinite(per_seed)
             record[name] = float(per_seed[finite].mean()) if finite.any() else None
             record[f"{name}_seeds"] = int(finite.sum())
             record[f"{name}_per_seed"] = per_seed
         for name in ("actor_loss", "value_loss", "entropy", "drift", "approx_kl"):
-            record[name] = np.mean(result.metrics[name][:, update])
-        lines.append(dumps(record) + "\n")
-    write_text_atomic(path, "".join(lines))
+            record[name] = np.mean(metrics[name][:, column])
+        records.append(record)
+    return records
+
+
+def write_train_metrics(result: TrainResult, path: Path) -> None:
+    """One strict-JSON line per update (:func:`update_records`)."""
+    steps_per_update = int(result.env_steps[0]) if len(result.env_steps) else 0
+    records = update_records(result.metrics, 0, steps_per_update)
+    write_text_atomic(path, "".join(dumps(record) + "\n" for record in records))

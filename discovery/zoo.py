@@ -49,7 +49,7 @@ import yaml
 from flax import serialization
 
 from discovery import __version__
-from discovery.components import COMPONENTS, RecipeError
+from discovery.components import COMPONENTS, VALIDATED_PARAMS_FILE, RecipeError
 from discovery.config import (
     ConfigError,
     config_component,
@@ -88,7 +88,8 @@ ZOO_PREFIX = "zoo:"
 ZOO_ENV = "DISCOVERY_ZOO"
 SHIPPED_ZOO = Path(__file__).resolve().parent / "zoo_entries"
 
-#: The params file a run folder exports by default, per kind (the registry's).
+#: The params file a run folder exports by default, per kind (the registry's), unless the
+#: run selected params on validation envs (:func:`run_params_file`).
 RUN_PARAMS_FILES = {kind: entry.params_file for kind, entry in COMPONENTS.items()}
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -244,7 +245,8 @@ def load(ref: str | Path) -> ZooEntry:
     An entry's manifest must have ``format == "discovery-zoo"``, a ``format_version`` this
     framework reads and a known kind; ``params.msgpack`` must match its recorded SHA-256,
     and its leaves the recorded shapes and the rebuilt component's ``init`` structure. A
-    run folder (``config.yaml`` plus its params file) loads as an unexported entry.
+    run folder (``config.yaml`` plus its params file, :func:`run_params_file`: the
+    best-validated params when it wrote them) loads as an unexported entry.
     """
     if isinstance(ref, str) and ref.startswith(ZOO_PREFIX):
         return _load_entry(_find(ref[len(ZOO_PREFIX):]))
@@ -536,6 +538,15 @@ def run_component_kind(config_path: Path) -> str:
         raise ZooError(f"{config_path}: {e}", path=config_path, field="component") from None
 
 
+def run_params_file(run_dir: Path, kind: str) -> str:
+    """The params file a run folder exports and loads by default: the best-validated
+    params (``validated_params.msgpack``) when the run selected on validation envs and
+    wrote them, else the kind's own (``RUN_PARAMS_FILES``: a drift's ES mean)."""
+    if (Path(run_dir) / VALIDATED_PARAMS_FILE).is_file():
+        return VALIDATED_PARAMS_FILE
+    return RUN_PARAMS_FILES[kind]
+
+
 def _read_run(
     run_dir: Path, params_file: str | None = None
 ) -> tuple[str, dict[str, Any], dict[str, Any], bytes, dict[str, Any]]:
@@ -551,7 +562,7 @@ def _read_run(
     except ConfigError as e:
         raise ZooError(f"{config_path}: {e}", path=config_path, field=e.field) from e
 
-    params_file = params_file or RUN_PARAMS_FILES[kind]
+    params_file = params_file or run_params_file(run_dir, kind)
     params_path = run_dir / params_file
     if not params_path.is_file():
         present = sorted(p.name for p in run_dir.glob("*.msgpack"))
@@ -600,10 +611,14 @@ def export_run(
 ) -> Path:
     """Export a finished meta-training run folder as the zoo entry ``name``; return its folder.
 
-    ``config.yaml`` says whether the run discovered a drift or an objective. A drift run
-    exports the ES mean (``mean_params.msgpack``; ``params_file="best_params.msgpack"`` for
-    the best member), an objective run ``objective_params.msgpack``. ``zoo_dir`` defaults
-    to the first of :func:`zoo_dirs` (the user's zoo).
+    ``config.yaml`` says whether the run discovered a drift or an objective. By default
+    (:func:`run_params_file`) a run that selected on validation envs exports its
+    best-validated params (``validated_params.msgpack``); otherwise a drift run exports
+    the ES mean (``mean_params.msgpack``) and an objective run
+    ``objective_params.msgpack``. ``params_file`` picks another file of the run (e.g.
+    ``"mean_params.msgpack"``, or ``"best_params.msgpack"`` for ES's best member; the
+    choice is recorded as the provenance's ``params_file``). ``zoo_dir`` defaults to the
+    first of :func:`zoo_dirs` (the user's zoo).
 
     A user's zoo is looked up before the shipped entries, so an entry named like a
     shipped one hides it from ``zoo:NAME``; that is refused unless ``shadow``.

@@ -14,8 +14,11 @@ meta-gradient update), and tells the curriculum what the finished levels scored:
 The whole carried state (:class:`MetaLoopState`) is checkpointed every few generations,
 and a resumed run reproduces the uninterrupted one exactly: the checkpoint holds the
 optimiser's and the curriculum's states with their keys and the generation counter,
-and the metrics log is cut back to the checkpoint's generation. This module imports
-nothing above ``discovery.meta``: tasks plug in through the functions they pass.
+and the metrics log is cut back to the checkpoint's generation. With a
+:class:`~discovery.meta.validation.Validation`, the params are also scored on
+validation envs every few generations and the best-validated ones are carried (and
+checkpointed) with the rest (:class:`ValidatedLoopState`). This module imports nothing
+above ``discovery.meta``: tasks plug in through the functions they pass.
 """
 
 from __future__ import annotations
@@ -35,6 +38,13 @@ from discovery import checkpoint as ckpt
 from discovery.files import dumps, write_text_atomic
 from discovery.meta.curricula import Curriculum, FinishedLevels, LevelBatch
 from discovery.meta.optimizers import MetaOptimizer
+from discovery.meta.validation import (
+    Validation,
+    ValidationState,
+    initial_validation_state,
+    is_due,
+    validate,
+)
 
 
 class MetaTrainingDiverged(RuntimeError):
@@ -48,6 +58,14 @@ class MetaLoopState:
     optimizer: Any
     curriculum: Any
     generation: jax.Array
+
+
+@struct.dataclass
+class ValidatedLoopState(MetaLoopState):
+    """The outer loop's state of a run that validates: also the selection so far (its
+    own checkpoint field, so runs without validation checkpoint as before)."""
+
+    validation: ValidationState
 
 
 def level_keys(generation_key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -104,7 +122,8 @@ def make_meta_step(
     def step(state: MetaLoopState) -> tuple[MetaLoopState, dict[str, Any]]:
         if curriculum is None:
             optimizer_state, metrics, _ = optimizer.step(state.optimizer, None)
-            return MetaLoopState(optimizer_state, None, state.generation + 1), metrics
+            state = state.replace(optimizer=optimizer_state, generation=state.generation + 1)
+            return state, metrics
         key = jax.random.fold_in(key_levels, state.generation)
         batch = curriculum.draw(key, state.curriculum, levels_per_step)
         optimizer_state, metrics, finished = optimizer.step(state.optimizer, batch)
@@ -117,9 +136,32 @@ def make_meta_step(
         )
         metrics = dict(metrics) | finished_level_metrics(finished)
         metrics |= {f"curriculum_{k}": v for k, v in curriculum.stats(curriculum_state).items()}
-        return MetaLoopState(optimizer_state, curriculum_state, state.generation + 1), metrics
+        state = state.replace(optimizer=optimizer_state, curriculum=curriculum_state,
+                              generation=state.generation + 1)
+        return state, metrics
 
     return step
+
+
+def make_validated_step(
+    step: Callable[[Any], tuple[Any, dict[str, Any]]],
+    validation: Validation,
+    params_of: Callable[[Any], Any],
+    generations: int,
+) -> Callable[[ValidatedLoopState], tuple[ValidatedLoopState, dict[str, Any]]]:
+    """``step``, then, when due (:func:`~discovery.meta.validation.is_due`), the params
+    ``params_of(state)`` validated and the selection updated; the validation fields join
+    that generation's metrics."""
+
+    def validated_step(state: ValidatedLoopState) -> tuple[ValidatedLoopState, dict[str, Any]]:
+        state, metrics = step(state)
+        generation = int(state.generation) - 1  # the generation just logged
+        if not is_due(generation, validation.every, generations):
+            return state, metrics
+        selection, logged = validate(validation, state.validation, params_of(state), generation)
+        return state.replace(validation=selection), {**metrics, **logged}
+
+    return validated_step
 
 
 def meta_loop(
@@ -133,13 +175,25 @@ def meta_loop(
     levels_per_step: int = 0,
     level_score: str | None = None,
     max_failed_in_a_row: int = 3,
+    validation: Validation | None = None,
     **loop_options: Any,
 ) -> tuple[MetaLoopState, list[dict[str, Any]]]:
     """Run (or resume) ``optimizer`` from ``params`` with ``curriculum`` (``None``: the
     task's fixed levels) through :func:`run_generations`; ``loop_options`` are its
-    keywords (generations, checkpointing, resume, logging)."""
+    keywords (generations, checkpointing, resume, logging). With ``validation`` the
+    optimiser's params are validated as :func:`make_validated_step` says, and the state
+    is a :class:`ValidatedLoopState`."""
     state = initial_state(optimizer, curriculum, params, key, generation_key, levels_per_step)
     step = make_meta_step(optimizer, curriculum, generation_key, levels_per_step, level_score)
+    if validation is not None:
+        state = ValidatedLoopState(
+            optimizer=state.optimizer, curriculum=state.curriculum, generation=state.generation,
+            validation=initial_validation_state(params),
+        )
+        step = make_validated_step(
+            step, validation, lambda state: optimizer.params(state.optimizer),
+            loop_options["generations"],
+        )
     return run_generations(
         step,
         state,

@@ -23,6 +23,12 @@ if _CACHE_ENV not in os.environ:
     os.environ[_CACHE_ENV] = _OWN_CACHE
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
+# The user's cache folder (``discover evaluate``'s baseline cache, matplotlib's font list)
+# is a fresh one for this session too: a test never reads a baseline an earlier suite (or
+# the user) computed, and never writes into the user's home.
+_OWN_XDG_CACHE = tempfile.mkdtemp(prefix="discovery-tests-xdg-cache-")
+os.environ["XDG_CACHE_HOME"] = _OWN_XDG_CACHE
+
 # XLA CPU flags that compile faster, since compiling is most of the suite's time.
 # Each is added unless the user set it. LLVM's optimisation level 0 and XLA's older
 # (elemental) fusion code generator: a tiny PPO program compiles in ~2 s instead of
@@ -76,3 +82,4 @@ def discover_script() -> str:
 def pytest_unconfigure(config):
     if _OWN_CACHE is not None:
         shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+    shutil.rmtree(_OWN_XDG_CACHE, ignore_errors=True)

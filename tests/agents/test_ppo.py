@@ -184,10 +184,16 @@ def test_progress_runs_the_updates_in_chunks_with_the_same_numbers(monkeypatch):
     monkeypatch.setattr(discovery.train, "MAX_PROGRESS_CHUNKS", 3)
     config = TrainConfig(env="CartPole-v1", drift="dpo", seeds=2,
                          ppo=replace(TINY, total_timesteps=TINY.steps_per_update * 7))
-    seen = []
-    chunked = train_seeds(config, on_update=seen.append)
+    seen, chunks = [], []
+    chunked = train_seeds(config, on_update=seen.append,
+                          on_chunk=lambda first, metrics: chunks.append((first, metrics)))
     whole = train_seeds(config)
     assert seen == [2, 5, 6]  # the last update done after each chunk
+    # Each chunk's metrics arrive as it finishes (a tracker logs them as training goes).
+    assert [first for first, _ in chunks] == [0, 3, 6]
+    for name, values in chunked.metrics.items():
+        np.testing.assert_array_equal(
+            np.concatenate([metrics[name] for _, metrics in chunks], axis=1), values)
     # A divisor near the fewest updates per chunk keeps one program; a prime count
     # (1009 updates, at most 1000 chunks) still reports, in chunks of 2 and a last of 1.
     assert progress_chunk(6, max_chunks=3) == 2 and progress_chunk(1009) == 2

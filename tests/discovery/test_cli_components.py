@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from discovery.cli import main
@@ -109,9 +110,14 @@ def test_sweep_runs_then_skips_finished_cells(tmp_path, capsys):
         "grid:\n  ppo.lr: [0.001, 0.01]\nseeds: [0]\n"
     )
     argv = ["sweep", str(sweep), "--runs-dir", str(tmp_path / "runs")]
-    assert main(argv) == 0
+    assert main([*argv, "--track", "jsonl"]) == 0
     first = capsys.readouterr().out
     assert "running 2 cell(s) in one program" in first and "ppo.lr" in first
+    # --track logs each finished cell, in the sweep's folder, as the sweep goes.
+    tracked = [json.loads(line) for line in
+               (tmp_path / "runs" / "tiny" / "tracking.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in tracked] == [0, 1]
+    assert all(record["cell"] in first and np.isfinite(record["mean"]) for record in tracked)
     assert main(argv) == 0
     assert "2 finished cell(s) skipped" in capsys.readouterr().out
 

@@ -27,6 +27,13 @@ def test_default_meta_training_runs_and_writes_strict_results(tmp_path, discover
         env=dict(os.environ, XLA_FLAGS=flags), capture_output=True, text=True, timeout=500,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # Piped to a log, progress is plain lines (a live bar would show only its last frame):
+    # the first generation and the last, then the held-out evaluation's start and end.
+    lines = done.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if "generation: 1/2 (50%) fitness" in line)
+    last = next(i for i, line in enumerate(lines) if "generation: 2/2 (100%)" in line)
+    evaluated = next(i for i, line in enumerate(lines) if "held-out evaluation done" in line)
+    assert first < last < evaluated, done.stdout
     run = next(tmp_path.iterdir())
     for name in ("config.yaml", "metrics.jsonl", "mean_params.msgpack", "best_params.msgpack",
                  "fitness.png", "drift.png", "summary.json"):

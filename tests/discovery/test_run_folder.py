@@ -57,6 +57,22 @@ def test_resume_refuses_a_different_config_naming_the_fields(tmp_path, change, s
     assert shown in str(info.value)
 
 
+def test_a_field_added_since_the_checkpoint_counts_as_its_default(tmp_path):
+    # A run checkpointed by an older version, whose configs had no `validation` section
+    # and no `task.ppo.reward_scale`: resuming it with those at their defaults is the
+    # same run; setting one is a different run, refused by name.
+    older = json.loads(json.dumps(CONFIG))
+    del older["validation"], older["task"]["ppo"]["reward_scale"]
+    run = _run_folder(tmp_path, config=older)
+    with pytest.raises(CheckpointError, match="validation"):
+        prepare_run_folder(run, CONFIG, resume=True)  # without the defaults: a change
+    plan = prepare_run_folder(run, CONFIG, resume=True, defaults=CONFIG)
+    assert plan.checkpoint is not None
+    with pytest.raises(CheckpointError, match=r"task.ppo.reward_scale: 1.0 -> 2.0"):
+        prepare_run_folder(run, _with(task__ppo__reward_scale=2.0), resume=True,
+                           defaults=CONFIG)
+
+
 def test_resume_may_extend_generations_and_records_it(tmp_path):
     run = _run_folder(tmp_path)
     plan = prepare_run_folder(run, _with(generations=80), resume=True)

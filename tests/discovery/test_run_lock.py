@@ -21,7 +21,7 @@ from tests.resume import logged_records
 from tests.toys import TINY_META_TRAIN_FLAGS
 
 REPO = Path(__file__).resolve().parents[2]
-CLAIM, PIECE = "dpo-vs-ppo-minatar", "Breakout-MinAtar/ppo"
+CLAIM, PIECE, OTHER_PIECE = "dpo-vs-ppo-minatar", "Breakout-MinAtar/ppo", "Breakout-MinAtar/dpo"
 
 # Each process imports the CLI, says it is ready, and waits for the same go signal: the
 # two then start their command at the same moment, past their (slow) imports.
@@ -102,21 +102,28 @@ def test_two_meta_train_runs_into_one_folder_at_once_never_mix(tmp_path):
 
 
 @pytest.mark.timeout(500)
-def test_two_reproduce_runs_into_one_results_folder_at_once_never_mix(tmp_path):
+def test_reproduce_processes_share_a_claims_pieces_but_never_one_piece(tmp_path):
+    # Three processes at once into one results folder: two ask for the same piece, one
+    # for the claim's other piece. The other piece runs beside the first; of the two
+    # asking for one piece, one runs it and the other exits 2 naming that piece.
     results = tmp_path / "results"
-    command = ["reproduce", CLAIM, "--scale", "toy", "--piece", PIECE, "--results", str(results)]
-    outcomes = _at_the_same_moment(tmp_path, [command, command])
-    _winner_and_refusal(outcomes, "reproduce", results / CLAIM / "toy", "results folder")
+    command = ["reproduce", CLAIM, "--scale", "toy", "--results", str(results), "--piece"]
+    outcomes = _at_the_same_moment(tmp_path, [[*command, PIECE], [*command, PIECE],
+                                              [*command, OTHER_PIECE]])
+    assert outcomes[2][0] == 0, outcomes[2]
+    held = results / CLAIM / "toy" / "running" / PIECE.replace("/", "__")
+    _winner_and_refusal(outcomes[:2], "reproduce", held, f"piece {PIECE!r}")
 
     alone = tmp_path / "alone"
-    reproduce.reproduce(CLAIM, "toy", alone, (PIECE,), log=lambda line: None)
+    reproduce.reproduce(CLAIM, "toy", alone, (PIECE, OTHER_PIECE), log=lambda line: None)
 
-    def record(root: Path) -> dict:
+    def records(root: Path) -> dict:
         kept = reproduce.read_records(root / CLAIM / "toy")
-        assert list(kept) == [PIECE]
-        return {k: v for k, v in kept[PIECE].items() if k not in ("wall_time_s", "machine")}
+        assert sorted(kept) == sorted([PIECE, OTHER_PIECE])
+        return {name: {k: v for k, v in record.items() if k not in ("wall_time_s", "machine")}
+                for name, record in kept.items()}
 
-    assert record(results) == record(alone)
+    assert records(results) == records(alone)
     assert _files(results) == _files(alone)
 
 

@@ -236,14 +236,19 @@ def test_wandb_is_offline_by_default_and_logs_scalars_at_step(tmp_path, fake_wan
     tracker.close()
     tracker.close()  # Idempotent: finish is called once.
 
+    run_id = (tmp_path / "run" / "wandb-run-id").read_text().strip()
     assert fake_wandb[0] == (
         "init",
         {
             "project": "discovery",
+            "group": None,
+            "tags": None,
             "name": "lpo-test",
             "dir": str(tmp_path / "run"),
             "config": {"es": {"population": 8}, "path": str(tmp_path)},
             "mode": "offline",
+            "id": run_id,
+            "resume": "allow",
         },
     )
     assert (tmp_path / "run").is_dir()
@@ -252,6 +257,29 @@ def test_wandb_is_offline_by_default_and_logs_scalars_at_step(tmp_path, fake_wan
         ("log", {"extra/regret": 2.0}, 4),
         ("finish",),
     ]
+
+
+def test_wandb_resumes_the_run_folders_run_and_takes_project_group_tags(
+        tmp_path, fake_wandb, monkeypatch):
+    monkeypatch.setenv("WANDB_PROJECT", "from-env")
+    make_tracker("wandb", tmp_path, "r").close()
+    make_tracker("wandb", tmp_path, "r", wandb_project="lpo", wandb_group="sweep-1",
+                 wandb_tags=("minatar", "es")).close()
+    first, second = (call[1] for call in fake_wandb if call[0] == "init")
+    # A restarted run (a resume after a kill) logs to the same W&B run.
+    assert first["id"] == second["id"] and first["resume"] == second["resume"] == "allow"
+    assert first["project"] == "from-env" and first["group"] is None
+    assert (second["project"], second["group"], second["tags"]) == (
+        "lpo", "sweep-1", ["minatar", "es"])
+    other = tmp_path / "other"
+    make_tracker("wandb", other, "r").close()
+    assert fake_wandb[-2][1]["id"] != first["id"]
+
+
+def test_a_damaged_wandb_id_file_is_refused_by_name(tmp_path, fake_wandb):
+    (tmp_path / "wandb-run-id").write_text("../../not an id\n")
+    with pytest.raises(TrackingError, match="wandb-run-id: got '../../not an id'; allowed"):
+        make_tracker("wandb", tmp_path, "r")
 
 
 def test_wandb_mode_argument_beats_environment(tmp_path, fake_wandb, monkeypatch):
