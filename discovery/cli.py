@@ -9,7 +9,7 @@ run's memory are all checked first. Every folder a command writes is then held b
 process alone (an OS lock, :func:`discovery.files.lock_folder`, taken before the folder's
 contents are checked): a second command into it at the same time exits 2, naming it.
 
-One module (~680 lines): every subcommand's arguments and dispatch; each command's
+One module (~820 lines): every subcommand's arguments and dispatch; each command's
 work lives in its own module.
 """
 

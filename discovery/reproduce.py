@@ -5,8 +5,8 @@ A claim is split into pieces of at most about 30 minutes on a 2-core CPU (a game
 seed group, a meta-seed). Each piece writes its raw record, strict JSON, atomically, to
 ``results/<claim>/<scale>/pieces/<piece>.json``; a rerun skips the pieces whose record
 is there, so a claim completes over several sittings and nothing is lost when one ends.
-After the pieces, the claim's report (a markdown table with 95% bootstrap CIs over
-seeds, a plot, and a one-sentence verdict) is written beside them as ``report.md``,
+After the pieces, the claim's report (a markdown table with the claim's intervals, a
+plot, and a one-sentence verdict) is written beside them as ``report.md``,
 ``report.json`` and ``<claim>.png``, from the records and the logs of the runs they
 name. ``discover reproduce --report`` rewrites RESULTS.md from every results folder
 (byte for byte the same for the same records). A piece that meta-trains keeps its run
@@ -14,7 +14,12 @@ folder (config, metrics, checkpoints, discovered params) in
 ``results/<claim>/<scale>/runs/<run>/`` and, rerun after a kill, resumes it from its
 last checkpoint. Scales: ``toy`` (seconds, what CI runs), ``cpu`` (the default: the
 largest a 2-core CPU allows in a few hours) and ``paper`` (the published settings,
-for a GPU).
+for a GPU). Each piece is locked while it runs, so several processes can share a
+claim's pieces without mixing them.
+
+One module (~600 lines): the piece runner and its locks, the records' reader and the
+report writer share the claim registry and the records' format; the claims themselves
+live in their own modules (``claims_*.py``).
 """
 
 from __future__ import annotations

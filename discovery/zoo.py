@@ -24,7 +24,7 @@ not covered, as they do not change behaviour.
 ``zoo:NAME`` is looked up in :func:`zoo_dirs`: the user's zoos (``$DISCOVERY_ZOO``, else
 ``~/.discovery/zoo``) first, then the entries shipped with the package.
 
-One module (~700 lines): writing, reading, verifying and exporting entries all follow
+One module (~760 lines): writing, reading, verifying and exporting entries all follow
 the manifest's one versioned schema.
 """
 
