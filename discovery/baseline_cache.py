@@ -23,13 +23,13 @@ import importlib.util
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from discovery.files import loads_strict, write_json
+from discovery.files import loads_strict, to_json, write_json
 
 #: Bump when what an entry holds changes meaning.
 FORMAT = 1
@@ -157,7 +157,7 @@ class BaselineCache:
             return None
         try:
             stored = loads_strict(path.read_text())
-            if stored.get("kind") != kind or stored.get("key") != _plain(key):
+            if stored.get("kind") != kind or stored.get("key") != to_json(key):
                 return None
             return {name: decode_array(value) for name, value in stored["arrays"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -168,7 +168,7 @@ class BaselineCache:
         """Store ``arrays`` under ``key`` (atomically: a temp file, then a rename)."""
         path = self.path(kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return write_json(path, {"kind": kind, "key": _plain(key),
+        return write_json(path, {"kind": kind, "key": to_json(key),
                                  "arrays": {n: encode_array(a) for n, a in arrays.items()}})
 
     def fetch(self, kind: str, key: Mapping[str, Any],
@@ -192,15 +192,6 @@ def fetch(cache: BaselineCache | None, kind: str, key: Mapping[str, Any],
     if cache is None:
         return {name: np.asarray(v, np.float64) for name, v in compute().items()}, False
     return cache.fetch(kind, key, compute, what)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples as lists), for comparing keys."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [_plain(v) for v in value]
-    return value
 
 
 def cache_from_flags(directory: str | None, disabled: bool,

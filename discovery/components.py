@@ -91,10 +91,11 @@ class Component:
         """``discover evaluate``'s checks before any compute, for a zoo ``entry``."""
         _load(f"{self.evaluation}:check_evaluation")(entry, config, overrides)
 
-    def held_out(self, entry: Any, config: Any, overrides: Any = ()) -> Any:
+    def held_out(self, entry: Any, config: Any, overrides: Any = (), **options: Any) -> Any:
         """``discover evaluate``: a zoo ``entry`` of this component and its hand-designed
-        baselines trained afresh on held-out envs (``discovery.evaluate.HeldOut``)."""
-        return _load(f"{self.evaluation}:held_out")(entry, config, overrides)
+        baselines trained afresh on held-out envs (``discovery.evaluate.HeldOut``);
+        ``options`` are the evaluator's keywords (``report``, ``cache``)."""
+        return _load(f"{self.evaluation}:held_out")(entry, config, overrides, **options)
 
 
 COMPONENTS: dict[str, Component] = {

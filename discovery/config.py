@@ -515,7 +515,8 @@ def _convert(hint: Any, value: Any, path: str, source: str) -> Any:
     return value  # An annotation we cannot check (a TypeVar, a Callable, ...).
 
 
-_BOUNDS = (
+#: The bound keys a field's metadata may set: (key, sign, whether a value meets it).
+METADATA_BOUNDS = (
     ("min", ">=", lambda x, b: x >= b),
     ("gt", ">", lambda x, b: x > b),
     ("max", "<=", lambda x, b: x <= b),
@@ -541,7 +542,7 @@ def _check_metadata(metadata: Mapping[str, Any], value: Any, path: str, source: 
             )
         if not isinstance(item, numbers.Real) or isinstance(item, bool):
             continue
-        for key, sign, holds in _BOUNDS:
+        for key, sign, holds in METADATA_BOUNDS:
             if key in metadata and not holds(item, metadata[key]):
                 raise ConfigError(
                     f"{path}{what}: must be {sign} {metadata[key]} (metadata '{key}'), "

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from discovery.config import to_dict
+from discovery.config import METADATA_BOUNDS, to_dict
 
 #: ``  name: text`` or ``  first, second: text`` (one description for several fields).
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -64,8 +64,8 @@ def field_help(cls: type) -> dict[str, str]:
         if not f.init:
             continue
         text = f.metadata.get("help") or described.get(f.name, "")
-        bounds = [f"{sign} {f.metadata[key]}" for key, sign in
-                  (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<")) if key in f.metadata]
+        bounds = [f"{sign} {f.metadata[key]}" for key, sign, _ in METADATA_BOUNDS
+                  if key in f.metadata]
         if "choices" in f.metadata:
             bounds.append("one of " + ", ".join(repr(c) for c in f.metadata["choices"]))
         if bounds:

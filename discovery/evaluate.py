@@ -26,7 +26,6 @@ or the LPG agents' lifetime), or an env's own ``budgets`` entry.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -224,12 +223,6 @@ class Progress:
                     f"({finite.size} of {run.final.size} seeds{where})")
 
 
-def held_out_function(kind: str) -> Callable[..., HeldOut]:
-    """The registry's evaluator of ``kind``, whose ``held_out`` also takes ``report`` and
-    ``cache`` keywords."""
-    return importlib.import_module(COMPONENTS[kind].evaluation).held_out
-
-
 def evaluate_component(
     entry: Any, config: EvaluateConfig, overrides: Sequence[str] = (), *,
     cache: Any = None, report: Report = no_report,
@@ -242,7 +235,8 @@ def evaluate_component(
     ``cache`` (a :class:`discovery.baseline_cache.BaselineCache`) reuses baseline runs;
     ``report(done, total, line)`` hears of every finished training.
     """
-    held = held_out_function(entry.kind)(entry, config, overrides, report=report, cache=cache)
+    held = COMPONENTS[entry.kind].held_out(entry, config, overrides, report=report,
+                                             cache=cache)
     return summarise(held, entry, config)
 
 

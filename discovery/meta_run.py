@@ -73,6 +73,10 @@ def plot_learned_drift(result: MetaTrainResult, config: MetaTrainConfig) -> str:
     return "drift.png"
 
 
+#: Fresh agents per env and method in a finished run's held-out evaluation.
+EVAL_SEEDS = 16
+
+
 def write_results(
     result: MetaTrainResult,
     config: MetaTrainConfig,
@@ -100,8 +104,7 @@ def write_results(
     plot_file = plot_learned(result, config)
     learned = result.task.drift
     eval_key = jax.random.key(config.seed + 1)
-    eval_seeds = 16
-    evaluate = make_evaluator(config.task, learned, eval_seeds)
+    evaluate = make_evaluator(config.task, learned, EVAL_SEEDS)
     learned_returns = evaluate(mean_params, eval_key)
     ppo_returns = evaluate(ppo_params_for(learned, eval_key), eval_key)
     learned, ppo = summarise_over_seeds(learned_returns), summarise_over_seeds(ppo_returns)
@@ -124,16 +127,16 @@ def write_results(
         "env_steps": last["env_steps"],
         "wall_time_s": float(sum(r["wall_time_s"] for r in history)),
         "evaluation": {
-            "seeds": eval_seeds,
+            "seeds": EVAL_SEEDS,
             # Means over the seeds that did not diverge, with how many those are.
             "learned_mean_return": learned["mean"],
             "learned_sem": learned["sem"],
             "learned_seeds": learned["seeds_covered"],
-            "learned_diverged_seeds": [eval_seeds - n for n in learned["seeds_covered"]],
+            "learned_diverged_seeds": [EVAL_SEEDS - n for n in learned["seeds_covered"]],
             "ppo_mean_return": ppo["mean"],
             "ppo_sem": ppo["sem"],
             "ppo_seeds": ppo["seeds_covered"],
-            "ppo_diverged_seeds": [eval_seeds - n for n in ppo["seeds_covered"]],
+            "ppo_diverged_seeds": [EVAL_SEEDS - n for n in ppo["seeds_covered"]],
         },
     }
     if es:
@@ -247,7 +250,7 @@ def run_meta_training(
     )
     if result is None:
         return {}
-    console.print(f"held-out evaluation: 16 fresh agents each with the learned "
+    console.print(f"held-out evaluation: {EVAL_SEEDS} fresh agents each with the learned "
                   f"{config.learned_name} and with PPO-clip on {', '.join(config.task.envs)}")
     tic = time.perf_counter()
     summary = write(result, config)

@@ -29,7 +29,6 @@ from discovery.agents.rollout import make_rollout
 from discovery.baseline_cache import BaselineCache, environment_key, fetch, key_data
 from discovery.config import apply_overrides, from_dict, to_dict
 from discovery.devices import run_split
-from discovery.envs import wrappers
 from discovery.envs.registry import GRIDWORLD_PREFIX
 from discovery.evaluate import (
     EvaluateConfig,
@@ -43,6 +42,7 @@ from discovery.evaluate import (
 )
 from discovery.objective_training import a2c_like
 from discovery.progress import Report, no_report
+from discovery.tasks import random_play
 
 #: The evaluation rollouts' keys are ``fold_in(seed key, EVAL_STREAM)``: training keeps
 #: the seed's key as it was before evaluation rollouts existed.
@@ -121,22 +121,8 @@ def _random_rate(layout: str, key: jax.Array, cache: BaselineCache | None,
                  num_envs: int = 16, steps: int = 500) -> float:
     """A uniformly random policy's reward per step on ``layout`` (cached too)."""
     def compute() -> dict[str, np.ndarray]:
-        env, level = env_registry.make(GRIDWORLD_PREFIX + layout)
-        vec_env = wrappers.VecEnv(env, num_envs)
-        space = env.action_space(level)
-
-        def run(key):
-            obs, state = vec_env.reset(key, level)
-
-            def step(state, key):
-                key_act, key_env = jax.random.split(key)
-                actions = jax.vmap(space.sample)(jax.random.split(key_act, num_envs))
-                _, state, reward, _, _, _ = vec_env.step(key_env, state, actions, level)
-                return state, jnp.mean(reward)
-
-            return jnp.mean(jax.lax.scan(step, state, jax.random.split(key, steps))[1])
-
-        return {"rate": np.asarray([float(jax.jit(run)(key))])}
+        rate = random_play(GRIDWORLD_PREFIX + layout, key, num_envs, steps)[1]
+        return {"rate": np.asarray([rate])}
 
     cache_key = {"env": layout, "key": key_data(key), "policy": "uniform random",
                  "num_envs": num_envs, "steps": steps, **environment_key()}

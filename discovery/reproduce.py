@@ -45,17 +45,17 @@ from discovery.files import (
     write_json,
     write_text_atomic,
 )
+from discovery.progress import Report, no_report
+from discovery.progress import progress as progress_display
 
 SCALES = ("toy", "cpu", "paper")
 
 
 #: How a running piece reports: ``progress(done, total, line)``, e.g. the generations of a
-#: meta-training run or the updates of a training run, with a short status line.
-Progress = Callable[[int, int, str], None]
-
-
-def no_progress(done: int, total: int, line: str) -> None:
-    """The progress of a piece run without a display: ignored."""
+#: meta-training run or the updates of a training run, with a short status line (the
+#: report of :mod:`discovery.progress`); ``no_progress`` when nothing shows it.
+Progress = Report
+no_progress = no_report
 
 
 @dataclass(frozen=True)
@@ -435,9 +435,7 @@ def _progress_bar(label: str, show: bool) -> Iterator[Progress]:
     if not show:
         yield no_progress
         return
-    from discovery.progress import progress
-
-    with progress(label) as report:
+    with progress_display(label) as report:
         yield report
 
 

@@ -201,8 +201,11 @@ def _env_scorers(
     return scorers
 
 
-def random_policy_return(name: str, key: jax.Array, num_envs: int = 16, steps: int = 2000) -> float:
-    """Mean episode return of a uniformly random policy on ``name`` (a normalisation floor)."""
+def random_play(name: str, key: jax.Array, num_envs: int = 16, steps: int = 2000
+                ) -> tuple[float, float]:
+    """A uniformly random policy on ``name`` for ``steps`` steps of ``num_envs`` envs:
+    ``(mean episode return, mean reward per step)``, the normalisation floors of
+    episodic scores and of reward rates (LPG's gridworlds)."""
     env, env_params = env_registry.make(name)
     vec_env = wrappers.VecEnv(wrappers.EpisodeStatistics(env), num_envs)
     action_space = env.action_space(env_params)
@@ -214,13 +217,19 @@ def random_policy_return(name: str, key: jax.Array, num_envs: int = 16, steps: i
         def step(state, key):
             key_act, key_env = jax.random.split(key)
             actions = jax.vmap(action_space.sample)(jax.random.split(key_act, num_envs))
-            _, state, _, _, _, info = vec_env.step(key_env, state, actions, env_params)
-            return state, (info["returned_episode"], info["returned_episode_returns"])
+            _, state, reward, _, _, info = vec_env.step(key_env, state, actions, env_params)
+            return state, (info["returned_episode"], info["returned_episode_returns"], reward)
 
-        _, (ended, returns) = jax.lax.scan(step, state, jax.random.split(key, steps))
-        return jnp.sum(returns * ended) / jnp.maximum(ended.sum(), 1)
+        _, (ended, returns, rewards) = jax.lax.scan(step, state, jax.random.split(key, steps))
+        return jnp.sum(returns * ended) / jnp.maximum(ended.sum(), 1), jnp.mean(rewards)
 
-    return float(jax.jit(run)(key))
+    episode_return, reward_rate = jax.jit(run)(key)
+    return float(episode_return), float(reward_rate)
+
+
+def random_policy_return(name: str, key: jax.Array, num_envs: int = 16, steps: int = 2000) -> float:
+    """Mean episode return of a uniformly random policy on ``name`` (a normalisation floor)."""
+    return random_play(name, key, num_envs, steps)[0]
 
 
 def ppo_params_for(drift: Drift, key: jax.Array) -> Any:
