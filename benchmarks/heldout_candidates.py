@@ -93,6 +93,18 @@ def judge(random: float, at_budget: np.ndarray, at_ceiling: np.ndarray) -> dict:
             "below_ceiling": below_ceiling, "qualifies": qualifies}
 
 
+def seeds_text(values: np.ndarray) -> str:
+    """``mean (sd)`` over the finite seeds, with ``(n of N)`` when some diverged."""
+    finite = int(np.isfinite(values).sum())
+    count = "" if finite == values.size else f" ({finite} of {values.size})"
+    return stats.mean_sd_text(values) + count
+
+
+def fraction_text(fraction: float) -> str:
+    """``f``, or why there is none (PPO-clip at the ceiling budget equals random play)."""
+    return f"{fraction:.2f}" if np.isfinite(fraction) else "n/a (no gap to random play)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", default="", help="comma-separated subset of the candidates")
@@ -127,8 +139,8 @@ def main() -> None:
                 verdict = judge(random, at_budget, at_ceiling)
                 ar, bc = verdict["above_random"], verdict["below_ceiling"]
                 print(f"| {kind} | {env} | {budget:.0e} | {random:.3g} | "
-                      f"{stats.mean_sd_text(at_budget)} | {stats.mean_sd_text(at_ceiling)} | "
-                      f"{verdict['fraction']:.2f} | {ar.estimate:+.3g} [{ar.low:+.3g}, "
+                      f"{seeds_text(at_budget)} | {seeds_text(at_ceiling)} | "
+                      f"{fraction_text(verdict['fraction'])} | {ar.estimate:+.3g} [{ar.low:+.3g}, "
                       f"{ar.high:+.3g}] | {bc.estimate:+.3g} [{bc.low:+.3g}, {bc.high:+.3g}] | "
                       f"{'yes' if verdict['qualifies'] else 'no'} | "
                       f"{time.perf_counter() - tic:.0f} |", flush=True)
